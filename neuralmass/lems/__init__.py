@@ -1,0 +1,6 @@
+"""Read RateML-dialect LEMS XML models (``docs/xml.md`` describes the dialect)."""
+
+from ._expression import FUNCTIONS as FUNCTIONS
+from ._expression import parse_expression as parse_expression
+from ._reader import load as load
+from ._reader import loads as loads

@@ -1,0 +1,308 @@
+"""Expression strings of a model → SymPy, through a whitelist of Python AST nodes.
+
+Nothing is evaluated: the text is parsed with :func:`ast.parse` and every node is turned into
+a SymPy object by hand. Names must be declared (or be one of the few implicit ones), calls must
+name a known function, and attribute access, subscripts, lambdas, comprehensions, strings and
+everything else Python allows are rejected. ``sympify``/``parse_expr`` are never used: they
+execute injected code and read model names such as ``beta``, ``I`` or ``E`` as SymPy objects.
+
+The accepted language is RateML's: ``+ - * / ** ^``, ``{a^b}`` for powers, comparisons,
+``and``/``or``/``not``, the LEMS operators ``.gt. .lt. .geq. .leq. .eq. .neq. .and. .or.``,
+C literals such as ``1.0f``, ``pi`` and ``inf``, ``a if c else b``, and the functions listed
+in :data:`FUNCTIONS` (``expf``-style C spellings are accepted too).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from collections.abc import Callable, Mapping
+
+import sympy
+
+from ..errors import ExpressionError
+
+__all__ = ["FUNCTIONS", "parse_expression"]
+
+_MAX_LENGTH = 10_000
+# Integer literals stay exact (so x**2 prints as x*x) only when small; anything else is a
+# Float, so that an expression like 9**9**9 cannot make SymPy compute a gigantic integer.
+_MAX_EXACT_INTEGER = 64
+
+
+def _heaviside(x: sympy.Expr, at_zero: sympy.Expr = sympy.Float(0.5)) -> sympy.Expr:
+    # Written as a Piecewise of Floats: every backend prints it, and Numba needs the branch
+    # values to share one type (see codegen notes).
+    return sympy.Piecewise(
+        (sympy.Float(0.0), x < 0), (sympy.Float(at_zero), sympy.Eq(x, 0)), (sympy.Float(1.0), True)
+    )
+
+
+FUNCTIONS: dict[str, tuple[Callable[..., sympy.Expr], tuple[int, ...]]] = {
+    "exp": (sympy.exp, (1,)),
+    "log": (sympy.log, (1,)),
+    "sqrt": (sympy.sqrt, (1,)),
+    "sin": (sympy.sin, (1,)),
+    "cos": (sympy.cos, (1,)),
+    "tan": (sympy.tan, (1,)),
+    "sinh": (sympy.sinh, (1,)),
+    "cosh": (sympy.cosh, (1,)),
+    "tanh": (sympy.tanh, (1,)),
+    "abs": (sympy.Abs, (1,)),
+    "fabs": (sympy.Abs, (1,)),
+    "ceil": (sympy.ceiling, (1,)),
+    "floor": (sympy.floor, (1,)),
+    "pow": (lambda a, b: a**b, (2,)),
+    "min": (sympy.Min, (2, 3, 4, 5, 6)),
+    "max": (sympy.Max, (2, 3, 4, 5, 6)),
+    "fmin": (sympy.Min, (2,)),
+    "fmax": (sympy.Max, (2,)),
+    "heaviside": (_heaviside, (1, 2)),
+}
+# C single-precision spellings (expf, powf, ...) mean the same function.
+_C_ALIASES = {name + "f": name for name in FUNCTIONS if name not in ("abs", "heaviside")}
+
+_NAMED_CONSTANTS = {"pi": sympy.pi, "inf": sympy.oo, "M_PI": sympy.pi, "M_PI_F": sympy.pi}
+
+_LEMS_OPERATORS = {
+    ".gt.": " > ",
+    ".lt.": " < ",
+    ".geq.": " >= ",
+    ".leq.": " <= ",
+    ".eq.": " == ",
+    ".neq.": " != ",
+    ".ne.": " != ",
+    ".and.": " and ",
+    ".or.": " or ",
+}
+_LEMS_OPERATOR_RE = re.compile(
+    "|".join(re.escape(op) for op in sorted(_LEMS_OPERATORS, key=len, reverse=True)), re.I
+)
+# 1.0f, .5f, 2f, 1e-3f — but not identifiers such as x1f or 0x1f.
+_C_FLOAT_RE = re.compile(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)[fF](?!\w)")
+
+_BINARY = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b,
+}
+_COMPARE = {
+    ast.Lt: sympy.Lt,
+    ast.LtE: sympy.Le,
+    ast.Gt: sympy.Gt,
+    ast.GtE: sympy.Ge,
+    ast.Eq: sympy.Eq,
+    ast.NotEq: sympy.Ne,
+}
+_FORBIDDEN_HINTS = {
+    ast.Attribute: "attribute access is not allowed",
+    ast.Subscript: "subscripts are not allowed",
+    ast.Lambda: "lambda is not allowed",
+    ast.Starred: "starred arguments are not allowed",
+    ast.NamedExpr: "assignment expressions are not allowed",
+    ast.JoinedStr: "strings are not allowed",
+    ast.ListComp: "comprehensions are not allowed",
+    ast.SetComp: "comprehensions are not allowed",
+    ast.DictComp: "comprehensions are not allowed",
+    ast.GeneratorExp: "comprehensions are not allowed",
+    ast.Await: "await is not allowed",
+    ast.Yield: "yield is not allowed",
+    ast.YieldFrom: "yield is not allowed",
+}
+_OPERATOR_HINTS = {
+    ast.BitXor: "use ** (or {a^b}) for powers",
+    ast.BitAnd: "use 'and' for a logical and",
+    ast.BitOr: "use 'or' for a logical or",
+    ast.Mod: "the modulo operator % is not supported",
+    ast.FloorDiv: "use floor(a / b) instead of //",
+    ast.MatMult: "matrix products are not supported",
+    ast.LShift: "bit shifts are not supported",
+    ast.RShift: "bit shifts are not supported",
+    ast.Invert: "bitwise not (~) is not supported; use 'not'",
+}
+
+
+def _is_condition(value: sympy.Basic) -> bool:
+    # A Symbol is also a SymPy Boolean; conditions are relations, logic and true/false.
+    return isinstance(value, sympy.core.relational.Relational | sympy.logic.boolalg.BooleanFunction
+                      | sympy.logic.boolalg.BooleanAtom)
+
+
+def preprocess(text: str) -> str:
+    """Rewrite RateML/LEMS/C spellings into the Python expression syntax parsed here."""
+    text = _LEMS_OPERATOR_RE.sub(lambda m: _LEMS_OPERATORS[m.group(0).lower()], text)
+    text = text.replace("&&", " and ").replace("||", " or ")
+    text = text.replace("{", "(").replace("}", ")").replace("^", "**")
+    return _C_FLOAT_RE.sub(r"\1", text)
+
+
+def parse_expression(
+    text: str,
+    symbols: Mapping[str, sympy.Symbol],
+    *,
+    where: str,
+    boolean: bool = False,
+) -> sympy.Basic:
+    """Parse one expression string into SymPy.
+
+    Args:
+        text: the expression as written in the model (RateML/LEMS syntax).
+        symbols: every name the expression may use, mapped to its SymPy symbol.
+        where: the location for error messages, e.g. ``"model.xml:14: TimeDerivative 'dV'"``.
+        boolean: parse a condition; a bare number or name ``c`` means ``c != 0``.
+
+    Returns:
+        A SymPy expression (or a SymPy boolean when ``boolean``).
+
+    Raises:
+        ExpressionError: naming ``where``, the text, and what is wrong.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ExpressionError(f"{where}: empty expression")
+    if len(text) > _MAX_LENGTH:
+        raise ExpressionError(f"{where}: expression longer than {_MAX_LENGTH} characters")
+    source = preprocess(text).strip()
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as err:
+        column = f" at column {err.offset}" if err.offset else ""
+        raise ExpressionError(
+            f"{where}: syntax error{column} in {text!r}: {err.msg}"
+        ) from None
+    except (ValueError, MemoryError, RecursionError) as err:
+        raise ExpressionError(f"{where}: cannot parse {text!r}: {err}") from None
+    builder = _Builder(text, symbols, where)
+    try:
+        result = builder.build(tree.body)
+    except RecursionError:
+        raise ExpressionError(f"{where}: expression {text!r} is nested too deeply") from None
+    except ExpressionError:
+        raise
+    except (TypeError, ValueError, ArithmeticError, AttributeError) as err:
+        raise ExpressionError(f"{where}: invalid expression {text!r}: {err}") from None
+    if result.has(sympy.I, sympy.zoo, sympy.nan):
+        raise ExpressionError(f"{where}: {text!r} evaluates to a complex or undefined number")
+    if boolean:
+        if not _is_condition(result):
+            result = sympy.Ne(result, 0)
+    elif _is_condition(result):
+        result = sympy.Piecewise((sympy.Float(1.0), result), (sympy.Float(0.0), True))
+    return result
+
+
+class _Builder:
+    def __init__(self, text: str, symbols: Mapping[str, sympy.Symbol], where: str):
+        self.text = text
+        self.symbols = symbols
+        self.where = where
+
+    def fail(self, message: str) -> ExpressionError:
+        return ExpressionError(f"{self.where}: {message} in {self.text!r}")
+
+    def build(self, node: ast.AST) -> sympy.Basic:
+        method = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            hint = _FORBIDDEN_HINTS.get(type(node))
+            if hint is None:
+                hint = _OPERATOR_HINTS.get(type(getattr(node, "op", None)))
+            raise self.fail(hint or f"{type(node).__name__} is not allowed in an expression")
+        return method(node)
+
+    def number(self, node: ast.AST) -> sympy.Expr:
+        value = self.build(node)
+        if _is_condition(value):
+            raise self.fail("a condition cannot be used as a number")
+        return value
+
+    def _Constant(self, node: ast.Constant) -> sympy.Expr:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(f"literal {value!r} is not a number")
+        if isinstance(value, int) and abs(value) <= _MAX_EXACT_INTEGER:
+            return sympy.Integer(value)
+        return sympy.Float(float(value)) if abs(value) < 1e308 else sympy.oo
+
+    def _Name(self, node: ast.Name) -> sympy.Basic:
+        name = node.id
+        if name in self.symbols:
+            return self.symbols[name]
+        if name in _NAMED_CONSTANTS:
+            return _NAMED_CONSTANTS[name]
+        message = f"unknown symbol {name!r}"
+        close = difflib.get_close_matches(name, list(self.symbols), n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        raise ExpressionError(f"{self.where}: {message} in {self.text!r}" + (
+            "" if close else f" (known: {', '.join(sorted(self.symbols)) or 'none'})"
+        ))
+
+    def _BinOp(self, node: ast.BinOp) -> sympy.Expr:
+        op = _BINARY.get(type(node.op))
+        if op is None:
+            raise self.fail(_OPERATOR_HINTS.get(type(node.op), "unsupported operator"))
+        left, right = self.number(node.left), self.number(node.right)
+        if isinstance(node.op, ast.Pow) and isinstance(left, sympy.Integer):
+            left = sympy.Float(left)  # 2**x, and no exact big integers from 9**9**9
+        return op(left, right)
+
+    def _UnaryOp(self, node: ast.UnaryOp) -> sympy.Basic:
+        if isinstance(node.op, ast.Not):
+            operand = self.build(node.operand)
+            if not _is_condition(operand):
+                operand = sympy.Ne(operand, 0)
+            return sympy.Not(operand)
+        if isinstance(node.op, ast.USub):
+            return -self.number(node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return self.number(node.operand)
+        raise self.fail(_OPERATOR_HINTS.get(type(node.op), "unsupported unary operator"))
+
+    def _Compare(self, node: ast.Compare) -> sympy.Basic:
+        operands = [self.number(node.left)] + [self.number(c) for c in node.comparators]
+        parts = []
+        for op, left, right in zip(node.ops, operands, operands[1:], strict=False):
+            relation = _COMPARE.get(type(op))
+            if relation is None:
+                raise self.fail(f"comparison {type(op).__name__} is not supported")
+            parts.append(relation(left, right))
+        return sympy.And(*parts)
+
+    def _BoolOp(self, node: ast.BoolOp) -> sympy.Basic:
+        values = []
+        for value in node.values:
+            built = self.build(value)
+            if not _is_condition(built):
+                built = sympy.Ne(built, 0)
+            values.append(built)
+        return sympy.And(*values) if isinstance(node.op, ast.And) else sympy.Or(*values)
+
+    def _IfExp(self, node: ast.IfExp) -> sympy.Expr:
+        condition = self.build(node.test)
+        if not _is_condition(condition):
+            condition = sympy.Ne(condition, 0)
+        return sympy.Piecewise(
+            (self.number(node.body), condition), (self.number(node.orelse), True)
+        )
+
+    def _Call(self, node: ast.Call) -> sympy.Expr:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only calls of named functions are allowed")
+        if node.keywords:
+            raise self.fail(f"keyword arguments are not allowed in {node.func.id}()")
+        name = _C_ALIASES.get(node.func.id, node.func.id)
+        if name not in FUNCTIONS:
+            message = f"unknown function {node.func.id!r}"
+            close = difflib.get_close_matches(node.func.id, list(FUNCTIONS), n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+            raise self.fail(message)
+        function, arities = FUNCTIONS[name]
+        if len(node.args) not in arities:
+            expected = " or ".join(str(a) for a in arities)
+            raise self.fail(
+                f"{node.func.id}() takes {expected} argument(s) but got {len(node.args)}"
+            )
+        return function(*(self.number(arg) for arg in node.args))
