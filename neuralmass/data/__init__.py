@@ -1,0 +1,1 @@
+"""Data files bundled with neuralmass (see README.md in this folder)."""
