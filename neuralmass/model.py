@@ -283,7 +283,8 @@ class Model:
             lines.append("  exposures:")
             lines += [f"    {e.name} = {sympy.sstr(e.expression)}" for e in self.exposures]
         if self.noise_amplitude is not None:
-            lines.append(f"  noise: additive, per-step std nsig = {sympy.sstr(self.noise_amplitude)}")
+            nsig = sympy.sstr(self.noise_amplitude)
+            lines.append(f"  noise: additive, per-step std nsig = {nsig}")
         return "\n".join(lines)
 
 

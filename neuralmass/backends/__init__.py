@@ -1,0 +1,24 @@
+"""Backends lower the model IR and run a :class:`~neuralmass.plan.RunPlan`.
+
+Each backend package exposes ``run(plan) -> (states, exposures)`` with shapes
+(T, n_state, N, P) and (T, n_exposure, N, P). Backends are imported on first use, so a
+missing optional dependency only matters to the backend that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from ..errors import ParameterError
+
+__all__ = ["BACKENDS", "get_backend"]
+
+BACKENDS = ("jax", "numba", "cuda")
+
+
+def get_backend(name: str) -> ModuleType:
+    """The backend module called ``name`` (one of :data:`BACKENDS`)."""
+    if name not in BACKENDS:
+        raise ParameterError(f"unknown backend {name!r}; valid backends are {', '.join(BACKENDS)}")
+    return importlib.import_module(f"{__name__}.{name}")

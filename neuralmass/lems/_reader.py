@@ -35,7 +35,6 @@ Every error is a :class:`~neuralmass.errors.ModelError` (or
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import warnings
@@ -63,6 +62,7 @@ __all__ = ["load", "loads"]
 _COUPLING_SCALE_RE = re.compile(r"c_pop(\d+)$")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {"pi", "inf", "M_PI", "M_PI_F", "dt", "n_node"}
+_RESERVED_PREFIX = "nm_"  # neuralmass's own generated names (see neuralmass.scheme)
 
 
 def load(path: str | os.PathLike) -> Model:
@@ -121,8 +121,9 @@ class _Reader:
             first = self.declared[name]
             where = f" (first declared on line {first})" if first else ""
             raise self.error(element, f"duplicate name {name!r}{where}")
-        if name in _RESERVED:
-            raise self.error(element, f"{name!r} is a reserved name")
+        if name in _RESERVED or name.startswith(_RESERVED_PREFIX):
+            raise self.error(element, f"{name!r} is a reserved name (as are names starting "
+                                      f"with {_RESERVED_PREFIX!r})")
         self.declared[name] = element.sourceline
         sym = symbol(name)
         self.symbols[name] = sym

@@ -1,0 +1,44 @@
+"""The JAX backend: differentiable, vmapped over parameter sets, CPU or GPU.
+
+``simulate(..., backend="jax")`` is traceable in the parameter values (``jax.grad``,
+``jax.jit``, ``jax.vmap``); :func:`make_simulator` gives the underlying equinox Module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+import numpy as np
+
+from ...errors import ParameterError
+from ...plan import RunPlan
+from ._lower import lower as lower
+from ._simulator import Simulator as Simulator
+from ._simulator import build_simulator
+from ._simulator import make_simulator as make_simulator
+
+__all__ = ["Simulator", "make_simulator", "run", "lower"]
+
+
+def run(plan: RunPlan):
+    """Run ``plan``; returns ``(states, exposures)`` of shapes (T, n_state, N, P) and
+    (T, n_exposure, N, P): NumPy arrays, or JAX arrays when a parameter is traced."""
+    traced = any(isinstance(v, jax.core.Tracer) for v in plan.params.values())
+    float64 = plan.dtype == np.float64
+    if traced and float64 and not jax.config.x64_enabled:
+        raise ParameterError(
+            "dtype='float64' under jax tracing needs JAX's 64-bit mode: call "
+            "jax.config.update('jax_enable_x64', True) first, or pass dtype='float32'")
+    switch = float64 and not jax.config.x64_enabled
+    with jax.enable_x64(True) if switch else contextlib.nullcontext():
+        simulator = build_simulator(
+            plan.model, plan.connectivity, dt=plan.dt, integrator=plan.integrator,
+            noise_std=plan.noise_std, monitor=plan.monitor, dtype=np.dtype(plan.dtype).name,
+            max_delay=plan.max_delay,
+        )
+        states, exposures = simulator(plan.params, plan.initial_state, plan.initial_history,
+                                      seed=plan.seed)
+        if traced:
+            return states, exposures
+        return np.asarray(states), np.asarray(exposures)

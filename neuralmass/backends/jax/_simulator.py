@@ -1,0 +1,290 @@
+"""The JAX simulator: an equinox Module mapping parameter values to trajectories.
+
+One parameter set is simulated by a ``lax.scan`` over steps; sets are batched with
+``jax.vmap``. The history of the coupled variables is a ring buffer of power-of-two length
+``B`` (time τ lives in row ``τ & (B - 1)``); coupling reads the delayed rows of the non-zero
+edges, applies ``pre`` per edge and sums per target node (``segment_sum``). Samples are grouped
+in chunks under ``jax.checkpoint`` so that ``jax.grad`` stores O(√T) states, not T.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...connectivity import Connectivity
+from ...errors import ParameterError
+from ...model import Model
+from ...monitors import plan_monitor
+from ...plan import DTYPES, _noise_std
+from ...scheme import get_integrator
+from ._lower import LoweredModel, lower
+
+__all__ = ["Simulator", "make_simulator"]
+
+
+def _buffer_length(max_delay: int) -> int:
+    return 1 << max(0, int(max_delay)).bit_length()
+
+
+class Simulator(eqx.Module):
+    """Maps parameter values to trajectories; build it with :func:`make_simulator`.
+
+    Call it as ``sim(params, initial_state, initial_history=None, seed=0)``:
+
+    - ``params``: name → scalar or (P,) array for any of ``sim.parameter_names`` (others take
+      the model's defaults); traced values are fine (``jax.grad``, ``jax.jit``, ``jax.vmap``).
+    - ``initial_state``: (n_state, N) or (n_state, N, P).
+    - ``initial_history``: ``None`` (constant history equal to the initial state) or
+      (max_delay + 1, n_cvar, N[, P]), row max_delay being t = 0.
+
+    Returns ``(states, exposures)`` of shapes (T, n_state, N, P) and (T, n_exposure, N, P).
+    """
+
+    targets: jax.Array
+    sources: jax.Array
+    weights: jax.Array
+    lengths: jax.Array
+    edge_lengths: tuple[float, ...] = eqx.field(static=True)  # mm, float64, for exact delays
+    lowered: LoweredModel = eqx.field(static=True)
+    parameter_names: tuple[str, ...] = eqx.field(static=True)
+    defaults: tuple[float, ...] = eqx.field(static=True)
+    history_state_indices: tuple[int, ...] = eqx.field(static=True)
+    n_nodes: int = eqx.field(static=True)
+    n_state: int = eqx.field(static=True)
+    dt: float = eqx.field(static=True)
+    every: int = eqx.field(static=True)
+    n_samples: int = eqx.field(static=True)
+    average: bool = eqx.field(static=True)
+    stochastic: bool = eqx.field(static=True)
+    max_delay: int = eqx.field(static=True)
+    dtype: str = eqx.field(static=True)
+
+    # ------------------------------------------------------------------ public call
+    def __call__(self, params: Mapping[str, object] | None = None, initial_state=None,
+                 initial_history=None, seed: int = 0):
+        params = dict(params or {})
+        unknown = set(params) - set(self.parameter_names)
+        if unknown:
+            raise ParameterError(f"unknown parameter {sorted(unknown)[0]!r}; valid parameters "
+                                 f"are {', '.join(self.parameter_names)}")
+        if initial_state is None:
+            raise ParameterError("initial_state (n_state, N[, P]) is required")
+        dtype = jnp.dtype(self.dtype)
+        values, axes = [], []
+        for name, default in zip(self.parameter_names, self.defaults, strict=True):
+            value = jnp.asarray(params.get(name, default), dtype=dtype)
+            values.append(value)
+            axes.append(0 if value.ndim == 1 else None)
+        state = jnp.asarray(initial_state, dtype=dtype)
+        history = None if initial_history is None else jnp.asarray(initial_history, dtype=dtype)
+        base_key = jax.random.key(seed)
+
+        sizes = {v.shape[0] for v in values if v.ndim == 1}
+        if state.ndim == 3:
+            sizes.add(state.shape[2])
+        if history is not None and history.ndim == 4:
+            sizes.add(history.shape[3])
+        if len(sizes) > 1:
+            raise ParameterError(f"parameter arrays and initial conditions disagree on the "
+                                 f"number of parameter sets: {sorted(sizes)}")
+        n_sets = sizes.pop() if sizes else 1
+        table, speed_index = self._delay_table(params.get("global_speed"), n_sets)
+        return _run_batch(self, tuple(values), tuple(axes), state, history, base_key, table,
+                          speed_index, n_sets)
+
+    def _delay_table(self, speed, n_sets):
+        """Integer delays computed in float64 NumPy (exactly as the other backends) when the
+        speed is a concrete value: ((S, nnz) table, (P,) index); (None, zeros) if traced."""
+        if speed is None:
+            speed = self.defaults[self.parameter_names.index("global_speed")]
+        try:
+            speed = np.broadcast_to(np.asarray(speed, dtype=np.float64), (n_sets,))
+        except (TypeError, jax.errors.TracerArrayConversionError):
+            return None, jnp.zeros(n_sets, jnp.int32)
+        if np.any(~(speed > 0)):
+            raise ParameterError(f"global_speed must be > 0 mm/ms, but got {speed}")
+        speeds, index = np.unique(speed, return_inverse=True)
+        lengths = np.asarray(self.edge_lengths, dtype=np.float64)
+        table = np.rint(lengths[None, :] / speeds[:, None] / self.dt).astype(np.int32)
+        if table.size and table.max() > self.max_delay:
+            raise ParameterError(
+                f"global_speed {speeds[0]:g} mm/ms gives delays of up to {table.max()} steps, "
+                f"longer than the history this simulator was built for ({self.max_delay}); "
+                "build it with make_simulator(..., min_speed=...)")
+        return jnp.asarray(table), jnp.asarray(index.reshape(n_sets), jnp.int32)
+
+    # ------------------------------------------------------------------ one parameter set
+    def _run_one(self, values, state, history, key, delays):
+        lowered = self.lowered
+        n_nodes = self.n_nodes
+        if delays is None:  # a traced speed: delays in the working precision
+            speed = values[self.parameter_names.index("global_speed")]
+            delays = jnp.rint(self.lengths / speed / self.dt).astype(jnp.int32)
+            delays = eqx.error_if(
+                delays, jnp.any(delays > self.max_delay),
+                "global_speed gives delays longer than the history this simulator was built "
+                "for; build it with make_simulator(..., min_speed=...)",
+            )
+        length = _buffer_length(self.max_delay)
+        mask = length - 1
+        cvar = jnp.array(self.history_state_indices, dtype=jnp.int32)
+        if history is None:
+            buffer = jnp.broadcast_to(state[cvar], (length, cvar.size, n_nodes))
+        else:
+            horizon = history.shape[0]
+            rows = (jnp.arange(horizon) - (horizon - 1)) & mask
+            buffer = jnp.zeros((length, cvar.size, n_nodes), state.dtype).at[rows].set(history)
+
+        def full(value):
+            return jnp.broadcast_to(value, (n_nodes,)).astype(state.dtype)
+
+        def step(x, buffer, k):
+            coupling = []
+            rows = (k - delays) & mask
+            for term in lowered.couplings:
+                delayed = buffer[rows, term.history_index, self.sources]
+                local = [x[i][self.targets] for i in term.local]
+                pre = jnp.broadcast_to(term.pre(*local, delayed, *values)[0], delayed.shape)
+                summed = jax.ops.segment_sum(self.weights * pre, self.targets,
+                                             num_segments=n_nodes, indices_are_sorted=True)
+                coupling.append(full(term.post(summed, *values)[0]))
+            noise = []
+            if self.stochastic:
+                z = jax.random.normal(jax.random.fold_in(key, k), (self.n_state, n_nodes),
+                                      state.dtype)
+                noise = list(z)
+            new = lowered.step(*x, *coupling, *noise, *values)
+            x = jnp.stack([full(v) for v in new])
+            buffer = buffer.at[(k + 1) & mask].set(x[cvar])
+            return x, buffer
+
+        def exposures(x):
+            return jnp.stack([jnp.broadcast_to(v, x.shape[1:]).astype(x.dtype)
+                              for v in lowered.exposures(*x, *values)])
+
+        def sample(carry, index):
+            def advance(inner, j):
+                x, buffer, total, total_exposures = inner
+                x, buffer = step(x, buffer, index * self.every + j)
+                if self.average:
+                    total, total_exposures = total + x, total_exposures + exposures(x)
+                return (x, buffer, total, total_exposures), None
+
+            x, buffer = carry
+            zeros = jnp.zeros_like(x)
+            zeros_exposures = jnp.zeros_like(exposures(x))
+            (x, buffer, total, total_exposures), _ = jax.lax.scan(
+                advance, (x, buffer, zeros, zeros_exposures), jnp.arange(self.every))
+            if self.average:
+                return (x, buffer), (total / self.every, total_exposures / self.every)
+            return (x, buffer), (x, exposures(x))
+
+        chunk = max(1, math.isqrt(self.n_samples))
+        n_chunks = -(-self.n_samples // chunk)
+
+        @jax.checkpoint
+        def run_chunk(carry, c):
+            return jax.lax.scan(sample, carry, c * chunk + jnp.arange(chunk))
+
+        _, (states, exposure_values) = jax.lax.scan(run_chunk, (state, buffer),
+                                                    jnp.arange(n_chunks))
+        states = states.reshape((n_chunks * chunk,) + states.shape[2:])[: self.n_samples]
+        exposure_values = exposure_values.reshape((n_chunks * chunk,) + exposure_values.shape[2:])
+        return states, exposure_values[: self.n_samples]
+
+
+@eqx.filter_jit
+def _run_batch(simulator, values, axes, state, history, base_key, table, speed_index, n_sets):
+    def one_set(values, state, history, set_index, speed_index):
+        key = jax.random.fold_in(base_key, set_index)
+        delays = None if table is None else table[speed_index]
+        return simulator._run_one(values, state, history, key, delays)
+
+    batched = jax.vmap(
+        one_set,
+        in_axes=(
+            axes,
+            2 if state.ndim == 3 else None,
+            None if history is None or history.ndim == 3 else 3,
+            0,
+            0,
+        ),
+        out_axes=-1,
+    )
+    return batched(values, state, history, jnp.arange(n_sets), speed_index)
+
+
+def make_simulator(
+    model: Model,
+    connectivity: Connectivity,
+    *,
+    dt: float = 0.1,
+    n_steps: int = 4000,
+    integrator: str = "heun",
+    noise=None,
+    monitors=("raw",),
+    dtype: str = "float64",
+    min_speed: float | None = None,
+) -> Simulator:
+    """An equinox Module (a pytree) that maps parameter values to trajectories.
+
+    Arguments mean what they mean in :func:`neuralmass.simulate`. The history must hold the
+    longest delay any call will use: ``min_speed`` (mm/ms) is the slowest ``global_speed``
+    you will pass (default: the connectivity's speed). Compose it with your own JAX code:
+    ``jax.jit(sim)``, ``jax.grad`` through ``sim(params, x0)``. ``dtype="float64"`` needs
+    ``jax.config.update("jax_enable_x64", True)``.
+    """
+    if dtype not in DTYPES:
+        raise ParameterError(f"dtype must be 'float32' or 'float64', but got {dtype!r}")
+    if dtype == "float64" and not jax.config.x64_enabled:
+        raise ParameterError(
+            "dtype='float64' needs JAX's 64-bit mode: jax.config.update('jax_enable_x64', True) "
+            "(or use 'with jax.enable_x64(True):'), or pass dtype='float32'")
+    if not dt > 0:
+        raise ParameterError(f"dt must be a positive number of ms, but got {dt!r}")
+    noise_std = _noise_std(model, noise, dt)
+    speed = connectivity.speed if min_speed is None else float(min_speed)
+    if not speed > 0:
+        raise ParameterError(f"min_speed must be > 0 mm/ms, but got {min_speed!r}")
+    delays = connectivity.edge_delay_steps(dt, speed)
+    return build_simulator(
+        model, connectivity, dt=float(dt),
+        integrator=get_integrator(integrator, stochastic=noise_std is not None),
+        noise_std=noise_std, monitor=plan_monitor(monitors, dt, n_steps), dtype=dtype,
+        max_delay=int(delays.max()) if delays.size else 0,
+    )
+
+
+def build_simulator(model, connectivity, *, dt, integrator, noise_std, monitor, dtype,
+                    max_delay) -> Simulator:
+    """The :class:`Simulator` for already validated arguments (see :func:`make_simulator`)."""
+    targets, sources, weights, lengths = connectivity.edges()
+    defaults = tuple(connectivity.speed if p.default is None else float(p.default)
+                     for p in model.parameters)
+    return Simulator(
+        targets=jnp.asarray(targets, dtype=jnp.int32),
+        sources=jnp.asarray(sources, dtype=jnp.int32),
+        weights=jnp.asarray(weights, dtype=DTYPES[dtype]),
+        lengths=jnp.asarray(lengths, dtype=DTYPES[dtype]),
+        edge_lengths=tuple(float(v) for v in lengths),
+        lowered=lower(model, integrator, noise_std, dt, connectivity.n_regions),
+        parameter_names=model.parameter_names,
+        defaults=defaults,
+        history_state_indices=tuple(model.state_names.index(c)
+                                    for c in model.coupled_variables),
+        n_nodes=connectivity.n_regions,
+        n_state=len(model.state_variables),
+        dt=dt,
+        every=monitor.every,
+        n_samples=monitor.n_samples,
+        average=monitor.average,
+        stochastic=noise_std is not None,
+        max_delay=int(max_delay),
+        dtype=dtype,
+    )
