@@ -32,6 +32,7 @@ def simulate(
     initial_history=None,
     monitors=("raw",),
     dtype: str = "float64",
+    progress: bool = False,
 ) -> Result:
     """Simulate ``model`` on ``connectivity`` for every parameter set in ``params``.
 
@@ -53,6 +54,7 @@ def simulate(
         monitors: ``"raw"``, ``"subsample:PERIOD"``, ``"temporal_average:PERIOD"`` (ms) or a
             monitor object, alone or in a 1-tuple.
         dtype: ``"float64"`` or ``"float32"``.
+        progress: show a progress bar (backends that run in chunks of steps: numba, cuda).
 
     Returns:
         A :class:`Result`; ``res.data`` is (time, state variable, region, parameter set).
@@ -70,7 +72,7 @@ def simulate(
         noise=noise, seed=seed, initial_state=initial_state, initial_history=initial_history,
         monitors=monitors, dtype=dtype,
     )
-    states, exposures = get_backend(backend).run(plan)
+    states, exposures = get_backend(backend).run(plan, progress=progress)
     if isinstance(states, np.ndarray):
         check_finite(states, plan)
     params_out = {name: value if np.ndim(value) else np.full(plan.n_sets, value)

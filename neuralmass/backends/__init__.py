@@ -1,7 +1,7 @@
 """Backends lower the model IR and run a :class:`~neuralmass.plan.RunPlan`.
 
-Each backend package exposes ``run(plan) -> (states, exposures)`` with shapes
-(T, n_state, N, P) and (T, n_exposure, N, P). Backends are imported on first use, so a
+Each backend package exposes ``run(plan, *, progress=False) -> (states, exposures)`` with
+shapes (T, n_state, N, P) and (T, n_exposure, N, P), and ``generated_source(plan) -> str``. Backends are imported on first use, so a
 missing optional dependency only matters to the backend that needs it.
 """
 

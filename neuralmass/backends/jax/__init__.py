@@ -18,12 +18,20 @@ from ._simulator import Simulator as Simulator
 from ._simulator import build_simulator
 from ._simulator import make_simulator as make_simulator
 
-__all__ = ["Simulator", "make_simulator", "run", "lower"]
+__all__ = ["Simulator", "generated_source", "make_simulator", "run", "lower"]
 
 
-def run(plan: RunPlan):
+def generated_source(plan: RunPlan) -> str:
+    """The Python/``jax.numpy`` source printed from SymPy for ``plan``'s model."""
+    lowered = lower(plan.model, plan.integrator, plan.noise_std, plan.dt, plan.n_nodes)
+    return "\n".join(f"# {name}\n{source}" for name, source in lowered.sources.items())
+
+
+def run(plan: RunPlan, *, progress: bool = False):
     """Run ``plan``; returns ``(states, exposures)`` of shapes (T, n_state, N, P) and
-    (T, n_exposure, N, P): NumPy arrays, or JAX arrays when a parameter is traced."""
+    (T, n_exposure, N, P): NumPy arrays, or JAX arrays when a parameter is traced.
+
+    The run is one compiled XLA program, so ``progress`` shows nothing here."""
     traced = any(isinstance(v, jax.core.Tracer) for v in plan.params.values())
     float64 = plan.dtype == np.float64
     if traced and float64 and not jax.config.x64_enabled:
