@@ -1,0 +1,99 @@
+"""The command line: models, show, run (grids from the model's declared ranges), codegen."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import neuralmass as nm
+from neuralmass.cli import app, parse_grid
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_models_lists_every_bundled_model():
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    for name in nm.models.available():
+        assert name in result.output
+
+
+def test_show_prints_the_equations():
+    result = runner.invoke(app, ["show", "montbrio"])
+    assert result.exit_code == 0, result.output
+    assert "dr/dt = " in result.output and "dV/dt = " in result.output
+    assert "c_pop0 = global_coupling" in result.output
+
+
+def test_unknown_model_is_a_clear_error_not_a_traceback():
+    result = runner.invoke(app, ["show", "kuramotto"])
+    assert result.exit_code == 2
+    assert "unknown model 'kuramotto'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_grid_from_declared_ranges_first_axis_slowest():
+    model = nm.load_model("montbrio")
+    params = parse_grid(model, ["global_coupling=3", "eta=-5:-4:2"], None)
+    np.testing.assert_allclose(params["global_coupling"], [0, 0, 0.25, 0.25, 0.5, 0.5])
+    np.testing.assert_allclose(params["eta"], [-5, -4, -5, -4, -5, -4])
+
+
+def test_grid_all_sweeps_every_declared_parameter():
+    model = nm.load_model("kuramoto")
+    params = parse_grid(model, [], 4)
+    assert set(params) == {"global_coupling", "global_speed"}
+    assert params["global_coupling"].shape == (16,)
+    np.testing.assert_allclose(np.unique(params["global_speed"]), np.linspace(1, 10, 4))
+
+
+def test_run_writes_a_result_file_and_a_summary(tmp_path):
+    out = tmp_path / "sweep.npz"
+    result = runner.invoke(app, [
+        "run", "kuramoto", "--grid", "global_coupling=0:0.5:3", "--steps", "200",
+        "--monitor", "temporal_average:1.0", "--backend", "jax", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "3 parameter sets × 200 steps" in result.output
+    saved = np.load(out)
+    assert saved["data"].shape == (20, 1, 76, 3)
+    np.testing.assert_allclose(saved["param_global_coupling"], [0, 0.25, 0.5])
+
+
+def test_run_reports_bad_arguments_without_a_traceback():
+    result = runner.invoke(app, ["run", "kuramoto", "--grid", "omgea=0:1:2", "--steps", "10",
+                                 "--backend", "jax"])
+    assert result.exit_code == 2
+    assert "--grid 'omgea=0:1:2'" in result.output
+    result = runner.invoke(app, ["run", "kuramoto", "--dt", "-1", "--steps", "10",
+                                 "--backend", "jax"])
+    assert result.exit_code == 2
+    assert "dt must be a positive number" in result.output
+
+
+def test_codegen_jax_prints_the_generated_functions():
+    result = runner.invoke(app, ["codegen", "kuramoto", "--target", "jax", "--dtype", "float64"])
+    assert result.exit_code == 0, result.output
+    assert "def step(theta, c_pop0" in result.output
+    assert "jax.numpy.sin" in result.output
+
+
+def _readme_test_command() -> str:
+    text = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^(?:pip install uv && )?(uv run [^\n]*pytest[^\n]*)$", text, re.M)
+    assert commands, "README.md shows no 'uv run ... pytest' command"
+    return commands[0]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert _readme_test_command() in ci.splitlines()
+
+
+@pytest.mark.parametrize("name", ["LICENSE", "uv.lock", "pyproject.toml"])
+def test_project_files_exist(name):
+    assert (ROOT / name).is_file()
