@@ -128,7 +128,8 @@ def _check_array(name: str, value, shapes: list[tuple[int, ...]], described: str
     if array.shape not in shapes:
         raise ParameterError(f"{name} must have shape {described}, but got {array.shape}")
     if not np.all(np.isfinite(array)):
-        index = np.unravel_index(np.flatnonzero(~np.isfinite(array))[0], array.shape)
+        index = tuple(int(i) for i in
+                      np.unravel_index(np.flatnonzero(~np.isfinite(array))[0], array.shape))
         raise ParameterError(f"{name} must be finite, but {name}{list(index)} is "
                              f"{array[index]}")
     return array
