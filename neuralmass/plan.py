@@ -208,9 +208,10 @@ def _initial_conditions(model, n_nodes, n_sets, max_delay, initial_state, initia
         # the t = 0 row is the initial state
         current = state[[model.state_names.index(c) for c in cvars]]
         if history.ndim == 4 or current.ndim == 3:
-            history = np.broadcast_to(history, history.shape[:3] + (n_sets,)).copy() \
+            # a trailing set axis: (..., N) -> (..., N, P)
+            history = np.broadcast_to(history[..., None], history.shape + (n_sets,)).copy() \
                 if history.ndim == 3 else history.copy()
-            current = np.broadcast_to(current, current.shape[:2] + (n_sets,)) \
+            current = np.broadcast_to(current[..., None], current.shape + (n_sets,)) \
                 if current.ndim == 2 else current
         else:
             history = history.copy()
