@@ -50,7 +50,8 @@ def simulate(
         seed: seeds the noise and the random initial state.
         initial_state: (n_state, N) or (n_state, N, P) state at t = 0 (history constant).
         initial_history: (H, n_cvar or n_state, N[, P]) past, row H-1 being t = 0, with
-            H ≥ max delay + 1 (extra leading rows are ignored).
+            H ≥ max delay + 1 (extra leading rows are ignored). When ``params`` holds no
+            arrays, P is taken from the initial conditions (an ensemble of initial states).
         monitors: ``"raw"``, ``"subsample:PERIOD"``, ``"temporal_average:PERIOD"`` (ms) or a
             monitor object, alone or in a 1-tuple.
         dtype: ``"float64"`` or ``"float32"``.

@@ -219,6 +219,18 @@ def _initial_conditions(model, n_nodes, n_sets, max_delay, initial_state, initia
     return state, history
 
 
+def _sets_in_initial_conditions(initial_state, initial_history) -> int:
+    """P of an (n_state, N, P) initial_state or (H, n_var, N, P) initial_history, else 1."""
+    for value, ndim in ((initial_state, 3), (initial_history, 4)):
+        try:
+            shape = np.shape(value) if value is not None else ()
+        except ValueError:  # ragged: _initial_conditions reports it
+            shape = ()
+        if len(shape) == ndim and shape[-1] > 1:
+            return int(shape[-1])
+    return 1
+
+
 def make_plan(
     model: Model,
     connectivity: Connectivity,
@@ -257,6 +269,9 @@ def make_plan(
     chosen = get_integrator(integrator, stochastic=noise_std is not None)
     monitor = plan_monitor(monitors, dt, n_steps)
     values, n_sets = resolve_parameters(model, params, default_speed=connectivity.speed)
+    if not any(np.ndim(v) == 1 for v in values.values()):
+        # no parameter arrays: P may come from per-set initial conditions (as in Simulator)
+        n_sets = _sets_in_initial_conditions(initial_state, initial_history)
 
     speed = values["global_speed"]
     if hasattr(speed, "shape") and not isinstance(speed, np.ndarray):
