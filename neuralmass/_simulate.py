@@ -76,8 +76,7 @@ def simulate(
     states, exposures = get_backend(backend).run(plan, progress=progress)
     if isinstance(states, np.ndarray):
         check_finite(states, plan)
-    params_out = {name: value if np.ndim(value) else np.full(plan.n_sets, value)
-                  for name, value in plan.params.items()}
+    params_out = {name: _per_set(value, plan.n_sets) for name, value in plan.params.items()}
     return Result(
         time=plan.monitor.time,
         data=states,
@@ -88,6 +87,15 @@ def simulate(
         region_labels=tuple(connectivity.labels),
         monitor=plan.monitor.name,
     )
+
+
+def _per_set(value, n_sets: int):
+    """A parameter's (P,) values: arrays as they are, scalars repeated P times."""
+    if np.ndim(value) == 1:
+        return value
+    if isinstance(value, float | int | np.number | np.ndarray):
+        return np.full(n_sets, value)
+    return value + np.zeros(n_sets)  # a traced JAX scalar: stays traceable
 
 
 def check_finite(states: np.ndarray, plan: RunPlan) -> None:
