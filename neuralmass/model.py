@@ -206,9 +206,9 @@ class Model:
     # ----------------------------------------------------------------- resolved expressions
     @cached_property
     def _parameter_substitutions(self) -> dict[sympy.Symbol, sympy.Expr]:
-        subs: dict[sympy.Symbol, sympy.Expr] = {
-            symbol("rec_speed_dt"): 1 / (symbol("global_speed") * symbol("dt"))
-        }
+        subs: dict[sympy.Symbol, sympy.Expr] = {}
+        if "rec_speed_dt" not in self.parameter_names:  # a Parameter or Constant wins
+            subs[symbol("rec_speed_dt")] = 1 / (symbol("global_speed") * symbol("dt"))
         for derived in self.derived_parameters:
             subs[symbol(derived.name)] = derived.expression.xreplace(subs)
         return subs
@@ -267,7 +267,7 @@ class Model:
                 if t.summed not in t.post.free_symbols:
                     post = post * total
                 lines.append(f"    c_pop{t.index} = {sympy.sstr(t.scale)} * {sympy.sstr(post)}"
-                             f"   ({t.delayed} = {t.source}_j(t - d_ij))")
+                             f"   ({t.delayed} = {t.source}[j](t - d_ij))")
         if self.derived_variables:
             lines.append("  derived variables:")
             lines += [f"    {d.name} = {sympy.sstr(d.expression)}" for d in self.derived_variables]

@@ -10,13 +10,19 @@ The accepted language is RateML's: ``+ - * / ** ^``, ``{a^b}`` for powers, compa
 ``and``/``or``/``not``, the LEMS operators ``.gt. .lt. .geq. .leq. .eq. .neq. .and. .or.``,
 C literals such as ``1.0f``, ``pi`` and ``inf``, ``a if c else b``, and the functions listed
 in :data:`FUNCTIONS` (``expf``-style C spellings are accepted too).
+
+Constant sub-expressions are evaluated in float64, as a backend would, and exact coefficients
+are kept small: a short hostile input such as ``9**9**9**9`` is an overflow error at once
+rather than a gigantic exact integer.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import math
 import re
+import warnings
 from collections.abc import Callable, Mapping
 
 import sympy
@@ -29,13 +35,19 @@ _MAX_LENGTH = 10_000
 # Integer literals stay exact (so x**2 prints as x*x) only when small; anything else is a
 # Float, so that an expression like 9**9**9 cannot make SymPy compute a gigantic integer.
 _MAX_EXACT_INTEGER = 64
+# Exact results of integer arithmetic are kept up to this size, then become Floats: SymPy
+# multiplies exact coefficients without bound ((64*x)**64, x*64*64*...*64).
+_MAX_EXACT_RESULT = 2**53
+_MAX_ECHO = 120  # characters of an expression echoed in a message
 
 
 def _heaviside(x: sympy.Expr, at_zero: sympy.Expr = sympy.Float(0.5)) -> sympy.Expr:
     # Written as a Piecewise of Floats: every backend prints it, and Numba needs the branch
     # values to share one type (see codegen notes).
+    if at_zero.is_number:
+        at_zero = sympy.Float(at_zero)  # heaviside(x, p) with a parameter p is fine too
     return sympy.Piecewise(
-        (sympy.Float(0.0), x < 0), (sympy.Float(at_zero), sympy.Eq(x, 0)), (sympy.Float(1.0), True)
+        (sympy.Float(0.0), x < 0), (at_zero, sympy.Eq(x, 0)), (sympy.Float(1.0), True)
     )
 
 
@@ -59,6 +71,28 @@ FUNCTIONS: dict[str, tuple[Callable[..., sympy.Expr], tuple[int, ...]]] = {
     "fmin": (sympy.Min, (2,)),
     "fmax": (sympy.Max, (2,)),
     "heaviside": (_heaviside, (1, 2)),
+}
+# Constant sub-expressions are evaluated in float64, as a backend would: SymPy's exact
+# arithmetic would build gigantic numbers from a short input (pow(9, pow(9, pow(9, 9)))).
+_FLOAT_FUNCTIONS: dict[str, Callable[..., float]] = {
+    "exp": math.exp,
+    "log": math.log,
+    "sqrt": math.sqrt,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "sinh": math.sinh,
+    "cosh": math.cosh,
+    "tanh": math.tanh,
+    "abs": abs,
+    "fabs": abs,
+    "ceil": lambda v: float(math.ceil(v)) if math.isfinite(v) else v,
+    "floor": lambda v: float(math.floor(v)) if math.isfinite(v) else v,
+    "pow": math.pow,
+    "min": min,
+    "max": max,
+    "fmin": min,
+    "fmax": max,
 }
 # C single-precision spellings (expf, powf, ...) mean the same function.
 _C_ALIASES = {name + "f": name for name in FUNCTIONS if name not in ("abs", "heaviside")}
@@ -88,6 +122,13 @@ _BINARY = {
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
     ast.Pow: lambda a, b: a**b,
+}
+_FLOAT_OPERATORS: dict[type, tuple[str, Callable[[float, float], float]]] = {
+    ast.Add: ("+", lambda a, b: a + b),
+    ast.Sub: ("-", lambda a, b: a - b),
+    ast.Mult: ("*", lambda a, b: a * b),
+    ast.Div: ("/", lambda a, b: a / b),
+    ast.Pow: ("**", math.pow),
 }
 _COMPARE = {
     ast.Lt: sympy.Lt,
@@ -131,6 +172,48 @@ def _is_condition(value: sympy.Basic) -> bool:
                       | sympy.logic.boolalg.BooleanAtom)
 
 
+def _echo(text: str) -> str:
+    """``text`` quoted for a message, shortened in the middle when long."""
+    if len(text) > _MAX_ECHO:
+        text = text[: _MAX_ECHO - 30] + " ... " + text[-25:]
+    return repr(text)
+
+
+def _real_value(value: sympy.Basic) -> float | None:
+    """The float value of a real constant (``2``, ``pi/2``, ``inf``), else ``None``."""
+    if not isinstance(value, sympy.Expr) or not value.is_number:
+        return None
+    try:
+        return float(value)
+    except TypeError:  # complex
+        return None
+
+
+def _too_big(number: sympy.Rational) -> bool:
+    return abs(number.p) > _MAX_EXACT_RESULT or number.q > _MAX_EXACT_RESULT
+
+
+def _cap_exact(expr: sympy.Basic) -> sympy.Basic:
+    """Turn exact coefficients beyond ``_MAX_EXACT_RESULT`` into Floats, so that repeated
+    products and powers cannot grow them without bound."""
+    if isinstance(expr, sympy.Rational):
+        return sympy.Float(expr, 15) if _too_big(expr) else expr
+    if isinstance(expr, sympy.Mul):
+        coefficient, rest = expr.as_coeff_Mul()
+        if isinstance(coefficient, sympy.Rational) and _too_big(coefficient):
+            return sympy.Float(coefficient, 15) * rest
+        return expr
+    if isinstance(expr, sympy.Add):
+        terms = [_cap_exact(term) for term in expr.args]
+        if any(new is not old for new, old in zip(terms, expr.args, strict=True)):
+            return sympy.Add(*terms)
+    return expr
+
+
+def _format(value: float) -> str:
+    return f"({value:g})" if value < 0 else f"{value:g}"
+
+
 def preprocess(text: str) -> str:
     """Rewrite RateML/LEMS/C spellings into the Python expression syntax parsed here."""
     text = _LEMS_OPERATOR_RE.sub(lambda m: _LEMS_OPERATORS[m.group(0).lower()], text)
@@ -145,6 +228,7 @@ def parse_expression(
     *,
     where: str,
     boolean: bool = False,
+    unavailable: Mapping[str, str] | None = None,
 ) -> sympy.Basic:
     """Parse one expression string into SymPy.
 
@@ -153,6 +237,8 @@ def parse_expression(
         symbols: every name the expression may use, mapped to its SymPy symbol.
         where: the location for error messages, e.g. ``"model.xml:14: TimeDerivative 'dV'"``.
         boolean: parse a condition; a bare number or name ``c`` means ``c != 0``.
+        unavailable: names that exist elsewhere but may not be used here, each with the
+            reason, e.g. ``{"V": "is the StateVariable on line 9, which cannot be used here"}``.
 
     Returns:
         A SymPy expression (or a SymPy boolean when ``boolean``).
@@ -166,25 +252,32 @@ def parse_expression(
         raise ExpressionError(f"{where}: expression longer than {_MAX_LENGTH} characters")
     source = preprocess(text).strip()
     try:
-        tree = ast.parse(source, mode="eval")
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal" for '1if'
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tree = ast.parse(source, mode="eval")
     except SyntaxError as err:
         column = f" at column {err.offset}" if err.offset else ""
         raise ExpressionError(
-            f"{where}: syntax error{column} in {text!r}: {err.msg}"
+            f"{where}: syntax error{column} in {_echo(text)}: {err.msg}"
         ) from None
     except (ValueError, MemoryError, RecursionError) as err:
-        raise ExpressionError(f"{where}: cannot parse {text!r}: {err}") from None
-    builder = _Builder(text, symbols, where)
+        raise ExpressionError(f"{where}: cannot parse {_echo(text)}: {err}") from None
+    builder = _Builder(text, symbols, where, unavailable or {})
     try:
         result = builder.build(tree.body)
     except RecursionError:
-        raise ExpressionError(f"{where}: expression {text!r} is nested too deeply") from None
+        raise ExpressionError(
+            f"{where}: expression {_echo(text)} is nested too deeply"
+        ) from None
     except ExpressionError:
         raise
     except (TypeError, ValueError, ArithmeticError, AttributeError) as err:
-        raise ExpressionError(f"{where}: invalid expression {text!r}: {err}") from None
+        raise ExpressionError(f"{where}: invalid expression {_echo(text)}: {err}") from err
     if result.has(sympy.I, sympy.zoo, sympy.nan):
-        raise ExpressionError(f"{where}: {text!r} evaluates to a complex or undefined number")
+        raise ExpressionError(
+            f"{where}: {_echo(text)} evaluates to a complex or undefined number"
+        )
     if boolean:
         if not _is_condition(result):
             result = sympy.Ne(result, 0)
@@ -194,13 +287,15 @@ def parse_expression(
 
 
 class _Builder:
-    def __init__(self, text: str, symbols: Mapping[str, sympy.Symbol], where: str):
+    def __init__(self, text: str, symbols: Mapping[str, sympy.Symbol], where: str,
+                 unavailable: Mapping[str, str]):
         self.text = text
         self.symbols = symbols
         self.where = where
+        self.unavailable = unavailable
 
     def fail(self, message: str) -> ExpressionError:
-        return ExpressionError(f"{self.where}: {message} in {self.text!r}")
+        return ExpressionError(f"{self.where}: {message} in {_echo(self.text)}")
 
     def build(self, node: ast.AST) -> sympy.Basic:
         method = getattr(self, "_" + type(node).__name__, None)
@@ -217,13 +312,33 @@ class _Builder:
             raise self.fail("a condition cannot be used as a number")
         return value
 
+    def fold(self, description: str, function: Callable[..., float], *values: float):
+        """Evaluate a constant sub-expression in float64, as a backend would."""
+        try:
+            result = float(function(*values))
+        except ZeroDivisionError:
+            raise self.fail(f"division by zero ({description})") from None
+        except OverflowError:
+            raise self.fail(f"{description} overflows a 64-bit float") from None
+        except ValueError:
+            raise self.fail(f"{description} is not a real number") from None
+        if math.isnan(result):
+            raise self.fail(f"{description} is not a number (NaN)")
+        if math.isinf(result) and all(math.isfinite(v) for v in values):
+            raise self.fail(f"{description} overflows a 64-bit float")
+        return sympy.Float(result)
+
     def _Constant(self, node: ast.Constant) -> sympy.Expr:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(f"literal {value!r} is not a number")
         if isinstance(value, int) and abs(value) <= _MAX_EXACT_INTEGER:
             return sympy.Integer(value)
-        return sympy.Float(float(value)) if abs(value) < 1e308 else sympy.oo
+        try:
+            return sympy.Float(float(value))  # 1e999 is inf, and Float(inf) is oo
+        except OverflowError:
+            raise self.fail(f"integer literal {_echo(str(value))} overflows a 64-bit float") \
+                from None
 
     def _Name(self, node: ast.Name) -> sympy.Basic:
         name = node.id
@@ -231,22 +346,54 @@ class _Builder:
             return self.symbols[name]
         if name in _NAMED_CONSTANTS:
             return _NAMED_CONSTANTS[name]
-        message = f"unknown symbol {name!r}"
+        if name in self.unavailable:
+            raise self.fail(f"{name!r} {self.unavailable[name]}")
         close = difflib.get_close_matches(name, list(self.symbols), n=1)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
-        raise ExpressionError(f"{self.where}: {message} in {self.text!r}" + (
-            "" if close else f" (known: {', '.join(sorted(self.symbols)) or 'none'})"
-        ))
+        hint = (f"; did you mean {close[0]!r}?" if close
+                else f" (known: {', '.join(sorted(self.symbols)) or 'none'})")
+        raise ExpressionError(
+            f"{self.where}: unknown symbol {name!r} in {_echo(self.text)}{hint}"
+        )
 
     def _BinOp(self, node: ast.BinOp) -> sympy.Expr:
-        op = _BINARY.get(type(node.op))
-        if op is None:
-            raise self.fail(_OPERATOR_HINTS.get(type(node.op), "unsupported operator"))
-        left, right = self.number(node.left), self.number(node.right)
-        if isinstance(node.op, ast.Pow) and isinstance(left, sympy.Integer):
-            left = sympy.Float(left)  # 2**x, and no exact big integers from 9**9**9
-        return op(left, right)
+        if isinstance(node.op, ast.Pow):  # right-associative
+            return self.binary(node.op, self.number(node.left), self.number(node.right))
+        # a + b - c * d ... is a left-deep tree: walk it in a loop rather than by recursion,
+        # so that long sums do not exhaust the recursion limit.
+        chain = []
+        while isinstance(node, ast.BinOp) and not isinstance(node.op, ast.Pow):
+            chain.append(node)
+            node = node.left
+        value = self.number(node)
+        for link in reversed(chain):
+            value = self.binary(link.op, value, self.number(link.right))
+        return value
+
+    def binary(self, op: ast.operator, left: sympy.Expr, right: sympy.Expr) -> sympy.Expr:
+        kind = type(op)
+        if kind not in _BINARY:
+            raise self.fail(_OPERATOR_HINTS.get(kind, "unsupported operator"))
+        a, b = _real_value(left), _real_value(right)
+        if a is not None and b is not None:
+            exact = isinstance(left, sympy.Integer) and isinstance(right, sympy.Integer)
+            if exact and kind in (ast.Add, ast.Sub, ast.Mult):
+                result = _BINARY[kind](left, right)
+                if abs(result) <= _MAX_EXACT_RESULT:
+                    return result
+            if exact and kind is ast.Div and right != 0:
+                return sympy.Rational(left, right)
+            symbol, function = _FLOAT_OPERATORS[kind]
+            return self.fold(f"{_format(a)} {symbol} {_format(b)}", function, a, b)
+        if kind is ast.Div and b == 0:
+            raise self.fail("division by zero")
+        if kind is ast.Pow:
+            if isinstance(left, sympy.Rational):
+                left = sympy.Float(left)  # 2**x
+            if b is not None and not (isinstance(right, sympy.Rational)
+                                      and abs(right.p) <= _MAX_EXACT_INTEGER
+                                      and right.q <= _MAX_EXACT_INTEGER):
+                right = sympy.Float(b)  # x**2 stays exact, x**1e6 does not
+        return _cap_exact(_BINARY[kind](left, right))
 
     def _UnaryOp(self, node: ast.UnaryOp) -> sympy.Basic:
         if isinstance(node.op, ast.Not):
@@ -294,15 +441,21 @@ class _Builder:
             raise self.fail(f"keyword arguments are not allowed in {node.func.id}()")
         name = _C_ALIASES.get(node.func.id, node.func.id)
         if name not in FUNCTIONS:
-            message = f"unknown function {node.func.id!r}"
             close = difflib.get_close_matches(node.func.id, list(FUNCTIONS), n=1)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
-            raise self.fail(message)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ExpressionError(f"{self.where}: unknown function {node.func.id!r} in "
+                                  f"{_echo(self.text)}{hint}")
         function, arities = FUNCTIONS[name]
         if len(node.args) not in arities:
             expected = " or ".join(str(a) for a in arities)
             raise self.fail(
                 f"{node.func.id}() takes {expected} argument(s) but got {len(node.args)}"
             )
-        return function(*(self.number(arg) for arg in node.args))
+        args = [self.number(arg) for arg in node.args]
+        if name == "pow":
+            return self.binary(ast.Pow(), *args)
+        values = [_real_value(arg) for arg in args]
+        if name in _FLOAT_FUNCTIONS and all(v is not None for v in values):
+            description = f"{node.func.id}({', '.join(f'{v:g}' for v in values)})"
+            return self.fold(description, _FLOAT_FUNCTIONS[name], *values)
+        return _cap_exact(function(*args))

@@ -35,6 +35,8 @@ Every error is a :class:`~neuralmass.errors.ModelError` (or
 
 from __future__ import annotations
 
+import difflib
+import keyword
 import os
 import re
 import warnings
@@ -61,7 +63,13 @@ __all__ = ["load", "loads"]
 
 _COUPLING_SCALE_RE = re.compile(r"c_pop(\d+)$")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED = {"pi", "inf", "M_PI", "M_PI_F", "dt", "n_node"}
+_RESERVED = {"pi", "inf", "M_PI", "M_PI_F", "dt", "n_node", "pre", "post"}
+# Implicit scalars a model may declare itself, and the elements that may declare them.
+_IMPLICIT_DECLARATIONS = {
+    "global_coupling": ("Parameter", "Constant"),
+    "global_speed": ("Parameter", "Constant"),
+    "rec_speed_dt": ("Parameter", "Constant", "DerivedParameter"),
+}
 _RESERVED_PREFIX = "nm_"  # neuralmass's own generated names (see neuralmass.scheme)
 
 
@@ -91,6 +99,7 @@ class _Reader:
         self.display = os.path.basename(filename) if filename != "<string>" else filename
         self.symbols: dict[str, sympy.Symbol] = {}
         self.declared: dict[str, int | None] = {}  # name -> line of declaration
+        self.kinds: dict[str, str] = {}  # name -> the element that declared it
 
     # ------------------------------------------------------------------ helpers
     def at(self, element: etree._Element | None) -> str:
@@ -116,7 +125,8 @@ class _Reader:
             raise self.error(element, f"{name!r} is not a valid name (letters, digits, _)")
         return name
 
-    def declare(self, name: str, element) -> sympy.Symbol:
+    def declare(self, name: str, element, *, kind: str | None = None) -> sympy.Symbol:
+        kind = kind or _local(element.tag)
         if name in self.declared:
             first = self.declared[name]
             where = f" (first declared on line {first})" if first else ""
@@ -124,14 +134,33 @@ class _Reader:
         if name in _RESERVED or name.startswith(_RESERVED_PREFIX):
             raise self.error(element, f"{name!r} is a reserved name (as are names starting "
                                       f"with {_RESERVED_PREFIX!r})")
+        if keyword.iskeyword(name):
+            raise self.error(element, f"{name!r} is a Python keyword and cannot be a name in "
+                                      "an expression; rename it (e.g. 'lamda' for 'lambda')")
+        if kind != "coupling term" and _COUPLING_SCALE_RE.match(name):
+            raise self.error(element, f"{name!r} names a coupling term: declare it as the "
+                                      "DerivedParameter of a coupling ComponentType, e.g. "
+                                      f"<DerivedParameter name={name!r} value='global_coupling'/>")
+        allowed = _IMPLICIT_DECLARATIONS.get(name)
+        if allowed is not None and kind not in allowed:
+            raise self.error(element, f"{name!r} is an implicit parameter; declare it with "
+                                      + " or ".join(f"<{a}>" for a in allowed)
+                                      + f", not <{kind}>")
         self.declared[name] = element.sourceline
+        self.kinds[name] = kind
         sym = symbol(name)
         self.symbols[name] = sym
         return sym
 
     def expression(self, element, text: str, allowed, *, what: str, boolean=False):
         where = f"{self.at(element)}: {what}"
-        return parse_expression(text, allowed, where=where, boolean=boolean)
+        # Names the model declares but this expression may not use get a precise message.
+        unavailable = {
+            name: f"is the {kind} on line {self.declared[name]}, which cannot be used here"
+            for name, kind in self.kinds.items() if name not in allowed
+        }
+        return parse_expression(text, allowed, where=where, boolean=boolean,
+                                unavailable=unavailable)
 
     def number(self, element, text: str, *, what: str) -> float:
         """A numeric literal or constant expression (``pi/2``, ``1e-3f``, ``inf``)."""
@@ -164,10 +193,12 @@ class _Reader:
                 continue
             tag = _local(child.tag)
             if tag not in allowed:
+                close = difflib.get_close_matches(tag, allowed, n=1)
+                hint = f"; did you mean <{close[0]}>?" if close else ""
                 raise self.error(
                     child,
-                    f"unknown element <{tag}> in {context}; expected one of "
-                    + ", ".join(f"<{a}>" for a in allowed),
+                    f"unknown element <{tag}> in {context}{hint} (expected one of "
+                    + ", ".join(f"<{a}>" for a in allowed) + ")",
                 )
             yield tag, child
 
@@ -202,12 +233,17 @@ class _Reader:
             elif "coupling" in kind.lower():
                 couplings.append(child)
             elif kind == "noise":
+                if noise is not None:
+                    raise self.error(child, "more than one <ComponentType name='noise'> (the "
+                                            f"first on line {noise.sourceline})")
                 noise = child
             else:
+                close = difflib.get_close_matches(kind, ("derivatives", "noise"), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise self.error(
                     child,
-                    f"unknown ComponentType {kind!r}; expected 'derivatives', a name "
-                    "containing 'coupling', or 'noise'",
+                    f"unknown ComponentType {kind!r}{hint} (expected 'derivatives', a name "
+                    "containing 'coupling', or 'noise')",
                 )
         if derivatives is None:
             raise self.error(root, "no <ComponentType name='derivatives'> in the model")
@@ -284,6 +320,13 @@ class _Reader:
         exposure_symbols = {**scalar_symbols, **state_symbols}
         model_exposures = [self.read_exposure(el, exposure_symbols, state_symbols)
                            for el in exposures]
+        exposure_lines: dict[str, int | None] = {}
+        for exposure in model_exposures:
+            if exposure.name in exposure_lines:
+                raise ModelError(f"{self.display}:{exposure.line}: duplicate Exposure "
+                                 f"{exposure.name!r} (first on line "
+                                 f"{exposure_lines[exposure.name]})")
+            exposure_lines[exposure.name] = exposure.line
         if not model_exposures:
             model_exposures = [Exposure(sv.name, symbol(sv.name), sv.line)
                                for sv in state_variables]
@@ -401,7 +444,7 @@ class _Reader:
                     raise self.error(el, f"{context} declares more than one delayed variable "
                                          "Parameter; use one coupling ComponentType per term")
                 name = self.name_of(el)
-                self.declare(name, el)
+                self.declare(name, el, kind="delayed coupling variable")
                 index_text = self.attribute(el, "dimension", "index")
                 try:
                     index = int(index_text.strip())
@@ -425,10 +468,13 @@ class _Reader:
                 text = self.attribute(el, "value", "expression")
                 if _COUPLING_SCALE_RE.match(name):
                     if scale is not None:
-                        raise self.error(el, f"{context} defines more than one c_pop<k>")
-                    if name in self.symbols:
-                        raise self.error(el, f"duplicate name {name!r}")
-                    self.symbols[name] = symbol(name)
+                        raise self.error(el, f"{context} defines more than one c_pop<k> "
+                                             f"({scale[0]!r} on line {scale[2].sourceline}); "
+                                             "use one coupling ComponentType per term")
+                    if name in self.declared:
+                        raise self.error(el, f"{name} is defined twice (also on line "
+                                             f"{self.declared[name]})")
+                    self.declare(name, el, kind="coupling term")
                     scale = (name, text, el)
                 else:
                     self.declare(name, el)
@@ -532,25 +578,31 @@ class _Reader:
         where the name says, else by position, with a warning that says so."""
         names = [s["name"] for s in states]
         paired: dict[str, etree._Element] = {}
+        by_position = []
         for position, el in enumerate(derivative_elements):
             variable = self.attribute(el, "variable", "name").strip()
             if variable.startswith("d") and variable[1:] in names:
                 target = variable[1:]
             elif variable in names:
                 target = variable
-            elif position < len(names):
-                target = names[position]
-                warnings.warn(
-                    f"{self.at(el)}: TimeDerivative {variable!r} names no state variable; "
-                    f"paired by position with {target!r}",
-                    stacklevel=4,
-                )
             else:
-                raise self.error(el, f"TimeDerivative {variable!r} has no state variable "
-                                     f"(state variables: {', '.join(names)})")
+                by_position.append((position, variable, el))
+                continue
             if target in paired:
                 raise self.error(el, f"state variable {target!r} has two TimeDerivatives "
                                      f"(the other on line {paired[target].sourceline})")
+            paired[target] = el
+        # RateML pairs by position; only positions whose state is not named elsewhere.
+        for position, variable, el in by_position:
+            if position >= len(names) or names[position] in paired:
+                raise self.error(el, f"TimeDerivative {variable!r} has no state variable "
+                                     f"(state variables: {', '.join(names)})")
+            target = names[position]
+            warnings.warn(
+                f"{self.at(el)}: TimeDerivative {variable!r} names no state variable; "
+                f"paired by position with {target!r}",
+                stacklevel=4,
+            )
             paired[target] = el
         result = []
         for s in states:
@@ -577,15 +629,18 @@ class _Reader:
         return Exposure(name, expr, el.sourceline)
 
     def read_noise(self, component, scalar_symbols):
+        amplitude = None
         for tag, el in self.children(component, ("Parameter", "Constant", "DerivedParameter"),
                                      "<ComponentType name='noise'>"):
             if self.name_of(el) != "nsig":
                 raise self.error(el, "the noise component only declares 'nsig' (per-step "
                                      "standard deviation of the additive noise)")
-            text = self.attribute(el, "value", "default", "expression")
-            if "nsig" in self.symbols:
+            if amplitude is not None or "nsig" in self.symbols:
                 raise self.error(el, "duplicate name 'nsig'")
-            return self.expression(el, text, scalar_symbols, what="nsig")
+            text = self.attribute(el, "value", "default", "expression")
+            amplitude = self.expression(el, text, scalar_symbols, what="nsig")
+        if amplitude is not None:
+            return amplitude
         if "nsig" in self.symbols:  # a Parameter, Constant or DerivedParameter of the model
             return self.symbols["nsig"]
         return sympy.Float(1.0)  # RateML: a noise component without nsig has nsig = 1
