@@ -1,0 +1,113 @@
+"""The CuPy device: NVRTC compilation (cached by source hash), streams, double-buffered copies."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import BackendUnavailableError
+from ._kernel import KernelSpec
+
+__all__ = ["CuPyDevice", "require_cupy"]
+
+_UNAVAILABLE = "backend='cuda' needs CuPy and an NVIDIA GPU; install neuralmass[cuda]"
+_MODULES: dict[str, object] = {}  # sha256 of the source → cupy.RawModule (CuPy caches on disk)
+
+
+def require_cupy():
+    """The ``cupy`` module, or :class:`BackendUnavailableError` without CuPy or a GPU."""
+    try:
+        import cupy
+    except ImportError as error:
+        raise BackendUnavailableError(_UNAVAILABLE) from error
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CUDARuntimeError when the driver finds no device
+        raise BackendUnavailableError(f"{_UNAVAILABLE} ({error})") from error
+    if count < 1:
+        raise BackendUnavailableError(_UNAVAILABLE)
+    return cupy
+
+
+class CuPyDevice:
+    """:class:`._driver.Device` on the current CuPy device.
+
+    Kernels run on one stream; each chunk's output is copied to pinned host memory on a second
+    stream while the next chunk runs, and from there into the result. A device buffer is not
+    written again before its copy is done (events order the two streams).
+    """
+
+    def __init__(self, *, options: tuple[str, ...] = ()):
+        cp = self.cupy = require_cupy()
+        self.options = ("--std=c++17", *options)
+        self.compute = cp.cuda.Stream(non_blocking=True)
+        self.copy = cp.cuda.Stream(non_blocking=True)
+        self._pending: list[tuple[object, object, np.ndarray, np.ndarray]] = []
+        self._copy_done: dict[int, object] = {}  # id(device array) → event of its last copy
+        self._keep: list = []
+
+    # ------------------------------------------------------------------ compilation
+    def load(self, spec: KernelSpec) -> None:
+        module = _MODULES.get(spec.digest)
+        if module is None:
+            module = self.cupy.RawModule(code=spec.source, options=self.options)
+            module.compile()
+            _MODULES[spec.digest] = module
+        self.module = module
+        self.kernel = module.get_function(spec.name)
+
+    def set_constants(self, arrays: dict[str, np.ndarray]) -> None:
+        cp = self.cupy
+        for name, array in arrays.items():
+            array = np.ascontiguousarray(array)
+            if array.size:
+                view = cp.ndarray(array.shape, array.dtype, self.module.get_global(name))
+                view.set(array)
+
+    # ------------------------------------------------------------------ memory
+    def upload(self, array: np.ndarray):
+        with self.compute:
+            return self.cupy.asarray(np.ascontiguousarray(array))
+
+    def empty(self, shape, dtype):
+        with self.compute:
+            return self.cupy.empty(shape, dtype=dtype)
+
+    def free_bytes(self) -> int:
+        cp = self.cupy
+        self.finish()
+        cp.get_default_memory_pool().free_all_blocks()
+        free, _ = cp.cuda.runtime.memGetInfo()
+        return int(free)
+
+    # ------------------------------------------------------------------ launches and copies
+    def launch(self, grid: int, block: int, arguments: list) -> None:
+        for argument in arguments:  # do not overwrite a buffer whose copy is in flight
+            event = self._copy_done.pop(id(argument), None)
+            if event is not None:
+                self.compute.wait_event(event)
+        self.kernel((grid,), (block,), tuple(arguments), stream=self.compute)
+        self._launched = self.compute.record()
+
+    def download(self, array, out: np.ndarray) -> None:
+        cp = self.cupy
+        count = out.shape[0]
+        pinned = cp.cuda.alloc_pinned_memory(array[:count].nbytes)
+        host = np.frombuffer(pinned, array.dtype, array[:count].size).reshape(out.shape)
+        self.copy.wait_event(self._launched)
+        array[:count].get(stream=self.copy, out=host)
+        done = self.copy.record()
+        self._copy_done[id(array)] = done
+        self._pending.append((done, pinned, host, out))
+        self._drain(keep=2)
+
+    def _drain(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            done, _pinned, host, out = self._pending.pop(0)
+            done.synchronize()
+            out[...] = host
+
+    def finish(self) -> None:
+        self.compute.synchronize()
+        self._drain(keep=0)
+        self.copy.synchronize()
+        self._copy_done.clear()

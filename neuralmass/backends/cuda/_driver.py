@@ -1,0 +1,190 @@
+"""The host side of the CUDA backend: lay out the arrays, split the sets into batches that fit
+the device, launch the kernel in chunks of steps and collect the monitor's samples.
+
+The loop is written once against a small device interface (:class:`Device`), implemented by
+CuPy on a GPU (:mod:`._cupy`) and by the host emulation (:mod:`._emulate`), so the tests that
+run the emulation exercise this code too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+import numpy as np
+
+from ...plan import RunPlan
+from ._kernel import KernelSpec, build_kernel
+
+__all__ = ["Device", "Schedule", "run_on", "schedule"]
+
+# Device bytes for one chunk of monitor output (each of the two buffers).
+_OUTPUT_BUDGET = 256 << 20
+_INT32_MAX = 2**31 - 1
+
+
+class Device(Protocol):
+    """What :func:`run_on` needs from a device."""
+
+    def load(self, spec: KernelSpec) -> None:
+        """Compile (or fetch from the cache) and load the kernel."""
+
+    def set_constants(self, arrays: dict[str, np.ndarray]) -> None:
+        """Fill the kernel's ``__constant__`` arrays."""
+
+    def upload(self, array: np.ndarray) -> Any:
+        """A device copy of a contiguous host array."""
+
+    def empty(self, shape: tuple[int, ...], dtype) -> Any:
+        """An uninitialised device array."""
+
+    def launch(self, grid: int, block: int, arguments: list) -> None:
+        """Launch the kernel; ``arguments`` mixes device arrays and NumPy scalars."""
+
+    def download(self, array: Any, out: np.ndarray) -> None:
+        """Copy the leading ``out.shape[0]`` samples of ``array`` into ``out`` (a view of the
+        result); asynchronously if the device can: it must be done by :meth:`finish`, and
+        before a later launch writes ``array`` again."""
+
+    def finish(self) -> None:
+        """Wait for every launch and copy."""
+
+    def free_bytes(self) -> int:
+        """Device memory available for one batch."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How a run is split: sets in batches of ``batch_sets``, samples in chunks of
+    ``chunk_samples`` (``chunk_samples * every`` steps per launch)."""
+
+    batch_sets: int
+    chunk_samples: int
+    block: int
+
+
+def schedule(spec: KernelSpec, n_sets: int, n_samples: int, free_bytes: int, *,
+             block: int = 128, batch_sets: int | None = None,
+             chunk_samples: int | None = None) -> Schedule:
+    """Choose batch and chunk sizes so that a batch fits in ``free_bytes``.
+
+    Per set the device holds the history (B × n_hist × N values), the state, the swept
+    parameters and two output buffers of ``chunk_samples`` samples; a batch takes at most
+    80 % of the free memory.
+    """
+    itemsize = np.dtype(spec.dtype).itemsize
+    n = spec.n_nodes
+    persistent = itemsize * (spec.history_length * spec.n_history * n + spec.n_state * n
+                             + len(spec.swept)) + 4
+    sample = itemsize * (spec.n_state + spec.n_exposure) * n
+    if batch_sets is None:
+        usable = int(0.8 * free_bytes) - 2 * _OUTPUT_BUDGET
+        batch_sets = max(1, usable // (persistent + 2 * sample))
+        # every (N, P) plane is indexed with int; keep a plane and the grid within int range
+        batch_sets = min(batch_sets, _INT32_MAX // max(1, n * max(spec.n_state, 1)))
+        if batch_sets < n_sets:  # equal batches rather than a full one and a small one
+            count = -(-n_sets // batch_sets)
+            batch_sets = -(-n_sets // count)
+    batch_sets = max(1, min(int(batch_sets), n_sets))
+    if chunk_samples is None:
+        chunk_samples = max(1, _OUTPUT_BUDGET // max(1, sample * batch_sets))
+        # a few launches per batch, so that copies overlap the next chunk
+        chunk_samples = min(chunk_samples, max(1, -(-n_samples // 4)))
+    chunk_samples = max(1, min(int(chunk_samples), n_samples))
+    chunk_samples = min(chunk_samples, max(1, _INT32_MAX // (spec.every * 2)))
+    return Schedule(batch_sets, chunk_samples, int(block))
+
+
+def _per_set(value, n_sets: int, batch: slice, dtype) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=np.float64),
+                                                (n_sets,))[batch], dtype=dtype)
+
+
+def initial_arrays(plan: RunPlan, spec: KernelSpec, batch: slice) -> dict[str, np.ndarray]:
+    """The state (n_state, N, Pb), history (B, n_hist, N, Pb), swept parameters (n_swept, Pb)
+    and speed index (Pb) of the sets in ``batch``, in the kernel's layout and dtype."""
+    dtype = spec.dtype
+    n_sets = plan.n_sets
+    size = batch.stop - batch.start
+    state = np.asarray(plan.initial_state, dtype=np.float64)
+    if state.ndim == 2:
+        state = np.broadcast_to(state[..., None], state.shape + (n_sets,))
+    state = np.ascontiguousarray(state[..., batch], dtype=dtype)
+
+    length, n_hist = spec.history_length, spec.n_history
+    history = np.zeros((length, n_hist, spec.n_nodes, size), dtype=dtype)
+    if plan.initial_history is None:
+        history[:] = state[list(spec.history_variables)][None]
+    elif n_hist:
+        names = plan.model.coupled_variables
+        live = [names.index(plan.model.state_names[v]) for v in spec.history_variables]
+        past = np.asarray(plan.initial_history, dtype=np.float64)[:, live]
+        if past.ndim == 3:
+            past = np.broadcast_to(past[..., None], past.shape + (n_sets,))
+        horizon = past.shape[0]
+        rows = (np.arange(horizon) - (horizon - 1)) & (length - 1)
+        history[rows] = past[..., batch]
+
+    parameters = np.stack([_per_set(plan.params[name], n_sets, batch, dtype)
+                           for name in spec.swept]) if spec.swept else np.zeros(1, dtype)
+    speed_index = np.ascontiguousarray(plan.speed_index[batch], dtype=np.int32)
+    return {"state": state, "history": history, "parameters": parameters,
+            "speed_index": speed_index}
+
+
+def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", block: int = 128,
+           batch_sets: int | None = None, chunk_samples: int | None = None,
+           spec: KernelSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``plan`` on ``device``: ``(states, exposures)`` of shapes (T, n_state, N, P) and
+    (T, n_exposure, N, P).
+
+    ``batch_sets``, ``chunk_samples`` override the :func:`schedule`; ``block`` is the number
+    of threads per block.
+    """
+    spec = spec or build_kernel(plan, edges=edges)
+    device.load(spec)
+    n_sets, n_nodes = plan.n_sets, plan.n_nodes
+    n_samples, every = plan.monitor.n_samples, spec.every
+    if plan.monitor.n_steps_simulated >= _INT32_MAX:
+        raise ValueError(f"the CUDA backend counts steps with int: n_steps must be < 2**31, "
+                         f"but got {plan.monitor.n_steps_simulated}")
+    plan_ = schedule(spec, n_sets, n_samples, device.free_bytes(), block=block,
+                     batch_sets=batch_sets, chunk_samples=chunk_samples)
+
+    edge = spec.edge_arrays(plan)
+    device.set_constants({name: edge[role] for name, role in spec.constants})
+    on_device = {role: device.upload(edge[role]) for _, role in spec.arguments
+                 if role.startswith("edge_")}
+
+    dtype = spec.dtype
+    states = np.empty((n_samples, spec.n_state, n_nodes, n_sets), dtype=dtype)
+    exposures = np.empty((n_samples, spec.n_exposure, n_nodes, n_sets), dtype=dtype)
+    seed = int(plan.seed)
+    for start in range(0, n_sets, plan_.batch_sets):
+        batch = slice(start, min(n_sets, start + plan_.batch_sets))
+        size = batch.stop - batch.start
+        host = initial_arrays(plan, spec, batch)
+        for role in ("state", "history", "parameters", "speed_index"):
+            on_device[role] = device.upload(host[role])
+        chunk = plan_.chunk_samples
+        buffers = [(device.empty((chunk, spec.n_state, n_nodes, size), dtype),
+                    device.empty((chunk, max(1, spec.n_exposure), n_nodes, size), dtype))
+                   for _ in range(2 if n_samples > chunk else 1)]
+        for index, first in enumerate(range(0, n_samples, chunk)):
+            count = min(chunk, n_samples - first)
+            out_state, out_exposure = buffers[index % len(buffers)]
+            on_device["out_state"], on_device["out_exposure"] = out_state, out_exposure
+            scalars = {
+                "n_sets": np.int32(size), "set_offset": np.int32(batch.start),
+                "step0": np.int32(first * every), "n_samples": np.int32(count),
+                "seed_lo": np.uint32(seed & 0xFFFFFFFF),
+                "seed_hi": np.uint32((seed >> 32) & 0xFFFFFFFF),
+            }
+            arguments = [scalars[role] if role in scalars else on_device[role]
+                         for _, role in spec.arguments]
+            device.launch(-(-size // plan_.block), plan_.block, arguments)
+            device.download(out_state, states[first:first + count, :, :, batch])
+            if spec.n_exposure:
+                device.download(out_exposure, exposures[first:first + count, :, :, batch])
+        device.finish()
+    return states, exposures

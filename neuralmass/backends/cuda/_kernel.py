@@ -1,0 +1,570 @@
+"""Build the CUDA kernel of a run plan: a ``sympy.codegen.ast`` tree printed by
+:class:`CUDACodePrinter`.
+
+One thread simulates one parameter set ``p = blockIdx.x * blockDim.x + threadIdx.x`` for
+``n_samples * every`` steps from step ``step0`` (the host launches the run in chunks of steps).
+Every array has the set index innermost, so the 32 threads of a warp read 32 consecutive
+values (coalesced):
+
+- ``state``: (n_state, N, P), the state at the current time, read and written in place;
+- ``history``: (B, n_hist, N, P), the ring buffer of the coupled variables, time τ in row
+  ``τ & (B - 1)``. B is a power of two ≥ max delay + 2, so the row a step writes,
+  ``(k + 1) & (B - 1)``, is never a row it reads, ``(k - d) & (B - 1)``: each node can be
+  coupled, stepped and written in one pass;
+- ``out_state``/``out_exposure``: (n_samples, n_state|n_exposure, N, P), one chunk of the
+  monitor's samples;
+- ``parameters``: (n_swept, P), the parameters that vary between sets; all others are literals.
+
+The edge list (CSR by target: ``edge_start`` (N + 1), ``edge_source``, ``edge_weight`` and the
+integer delays ``edge_delay`` (S, nnz) per distinct speed) sits in ``__constant__`` memory when
+it fits and the speed is the same for every set (every thread of a warp then reads the same
+edge: a broadcast); otherwise the kernel takes them as pointers and each set reads the delay row
+of its speed, ``speed_index[p]``.
+
+Per step and node: load the node's state, sum the coupling over its incoming edges from the
+history, draw the noise (Philox4x32-10, counter (step, node, set, v // 4), key = seed; Box–Muller),
+run the blocks of :func:`neuralmass.scheme.step_program` (each simplified with ``sympy.cse`` on
+its own), write the new state and its coupled variables, and update the monitor.
+
+Coupling terms whose ``c_pop<k>`` no longer appears once the fixed parameters are substituted
+(Montbrió's ``cv = 0`` removes ``c_pop1``) are not computed, and coupled variables that no live
+term reads are not stored in the history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+
+import numpy as np
+import sympy
+from sympy.codegen import ast
+from sympy.codegen.cnodes import restrict
+
+from ...model import symbol
+from ...plan import RunPlan
+from ...scheme import step_program
+from ._printer import (
+    INT,
+    INT64,
+    UINT,
+    ArrayDeclaration,
+    CUDACodePrinter,
+    If,
+    bit_and,
+    bit_xor,
+    umulhi,
+)
+
+__all__ = ["KernelSpec", "build_kernel", "history_length", "KERNEL_NAME"]
+
+KERNEL_NAME = "nm_simulate"
+# __constant__ memory is 64 KiB; leave room for what the compiler puts there itself
+_CONSTANT_BUDGET = 60 * 1024
+
+# Philox4x32-10 (Salmon et al. 2011, Random123; the constants of cuRAND)
+PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
+PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
+PHILOX_ROUNDS = 10
+
+
+def history_length(max_delay: int) -> int:
+    """B: the smallest power of two ≥ max_delay + 2 (see the module docstring)."""
+    return 1 << (int(max_delay) + 1).bit_length()
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSpec:
+    """A printed kernel and what its host driver needs to know to launch it.
+
+    Attributes:
+        source: the CUDA C++ source; digest: its sha256 (the compilation cache key).
+        arguments: ``(name, role)`` of each kernel parameter in order; roles are ``state``,
+            ``history``, ``out_state``, ``out_exposure``, ``parameters``, ``speed_index``,
+            ``edge_start``, ``edge_source``, ``edge_weight``, ``edge_delay`` (device arrays) and
+            ``n_sets``, ``set_offset``, ``step0``, ``n_samples`` (int), ``seed_lo``,
+            ``seed_hi`` (unsigned int).
+        constants: ``(name, role)`` of the ``__constant__`` arrays the host fills before a
+            launch (edge roles as above).
+        dtype: float32 or float64. history_length: B. history_variables: indices of the state
+            variables held in the history, in history order. swept: names of the per-set
+            parameters, in the order of the ``parameters`` rows.
+        every, average: the monitor (steps per sample; mean or last state).
+        n_state, n_exposure, n_nodes, n_edges, n_speeds: sizes.
+    """
+
+    source: str
+    digest: str
+    arguments: tuple[tuple[str, str], ...]
+    constants: tuple[tuple[str, str], ...]
+    dtype: type
+    history_length: int
+    history_variables: tuple[int, ...]
+    swept: tuple[str, ...]
+    every: int
+    average: bool
+    n_state: int
+    n_exposure: int
+    n_nodes: int
+    n_edges: int
+    n_speeds: int
+    name: str = KERNEL_NAME
+
+    @property
+    def n_history(self) -> int:
+        return len(self.history_variables)
+
+    def edge_arrays(self, plan: RunPlan) -> dict[str, np.ndarray]:
+        """The edge list in the kernel's types: role → contiguous array."""
+        targets, sources, weights, _ = plan.connectivity.edges()
+        start = np.searchsorted(targets, np.arange(self.n_nodes + 1)).astype(np.int32)
+        return {
+            "edge_start": start,
+            "edge_source": np.ascontiguousarray(sources, dtype=np.int32),
+            "edge_weight": np.ascontiguousarray(weights, dtype=self.dtype),
+            "edge_delay": np.ascontiguousarray(plan.delays(), dtype=np.int32).reshape(-1),
+        }
+
+
+def _int(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, integer=True)
+
+
+def _real(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, real=True)
+
+
+def _declare(name_or_symbol, value, type_=ast.real, *, const: bool = True) -> ast.Declaration:
+    attrs = {ast.value_const} if const else set()
+    return ast.Declaration(ast.Variable(name_or_symbol, type=type_, value=value, attrs=attrs))
+
+
+_INTEGER_ARRAYS = ("nm_edge_start", "nm_edge_source", "nm_edge_delay", "nm_speed_index")
+
+
+def _load(array: str, index) -> sympy.Indexed:
+    """``array[index]`` on a flat array, as a SymPy expression (also an assignment target)."""
+    kind = {"integer": True} if array in _INTEGER_ARRAYS else {"real": True}
+    # a symbolic shape: Assignment asks for one; the printer ignores it
+    return sympy.IndexedBase(array, shape=(_int("nm_size"),), **kind)[index]
+
+
+def _value_type(expr) -> ast.Type:
+    return ast.bool_ if isinstance(expr, sympy.logic.boolalg.Boolean) else ast.real
+
+
+def _unclamp(expr):
+    """``(inner, lo, hi)`` for ``expr = Min(Max(inner, lo), hi)`` and its variants (``lo``,
+    ``hi`` numbers or ``None``)."""
+    lo = hi = None
+    while isinstance(expr, sympy.Max | sympy.Min) and len(expr.args) == 2:
+        numbers = [a for a in expr.args if a.is_Number]
+        if len(numbers) != 1:
+            break
+        other = next(a for a in expr.args if not a.is_Number)
+        if isinstance(expr, sympy.Max) and lo is None:
+            lo = numbers[0]
+        elif isinstance(expr, sympy.Min) and hi is None:
+            hi = numbers[0]
+        else:
+            break
+        expr = other
+    return expr, lo, hi
+
+
+def _clamped(value: sympy.Symbol, lo, hi) -> sympy.Expr:
+    """``value`` clamped to [lo, hi] as comparisons, so that NaN propagates (as in the other
+    backends) where ``fmax``/``fmin`` would replace it by the bound."""
+    pieces = []
+    if lo is not None:
+        pieces.append((lo, sympy.StrictLessThan(value, lo)))
+    if hi is not None:
+        pieces.append((hi, sympy.StrictGreaterThan(value, hi)))
+    return sympy.Piecewise(*pieces, (value, True)) if pieces else value
+
+
+def _assignments(pairs, prefix: str) -> list:
+    """``const`` declarations of ``pairs`` ((symbol, expression)) after ``sympy.cse``; a state
+    clamped to its bounds is declared unclamped first (``nm_raw_<name>``), then clamped."""
+    if not pairs:
+        return []
+    unclamped = [_unclamp(e) for _, e in pairs]
+    replacements, reduced = sympy.cse([inner for inner, _, _ in unclamped],
+                                      symbols=sympy.numbered_symbols(prefix, real=True),
+                                      order="none")
+    statements = [_declare(t, e, _value_type(e)) for t, e in replacements]
+    for (target, _), (_, lo, hi), e in zip(pairs, unclamped, reduced, strict=True):
+        if lo is None and hi is None:
+            statements.append(_declare(target, e))
+        else:
+            raw = _real(f"nm_raw_{target.name.removeprefix('nm_')}")
+            statements.append(_declare(raw, e))
+            statements.append(_declare(target, _clamped(raw, lo, hi)))
+    return statements
+
+
+def _cse_values(expressions, prefix: str):
+    """(declarations of the ``sympy.cse`` temporaries, reduced expressions)."""
+    if not expressions:
+        return [], []
+    replacements, reduced = sympy.cse(list(expressions),
+                                      symbols=sympy.numbered_symbols(prefix, real=True),
+                                      order="none")
+    return [_declare(t, e, _value_type(e)) for t, e in replacements], reduced
+
+
+def philox_statements(counter, key, tag: str) -> tuple[list, tuple[sympy.Symbol, ...]]:
+    """Philox4x32-10 of ``counter`` (4 unsigned expressions) under ``key`` (2): the statements
+    and the symbols of the 4 output words.
+
+    One round: ``(c0, c1, c2, c3) ← (hi(M1·c2) ^ c1 ^ k0, lo(M1·c2), hi(M0·c0) ^ c3 ^ k1,
+    lo(M0·c0))`` then ``k += (W0, W1)``. The products are 32 × 32 → 64 bits: ``__umulhi``
+    gives the high word and the wrapping ``unsigned int`` product the low word.
+    """
+    c = [_int(f"nm_{tag}_c{i}") for i in range(4)]
+    k = [_int(f"nm_{tag}_k{i}") for i in range(2)]
+    hi = [_int(f"nm_{tag}_hi{i}") for i in range(2)]
+    lo = [_int(f"nm_{tag}_lo{i}") for i in range(2)]
+    m0, m1, w0, w1 = (_int(f"nm_philox_{n}") for n in ("m0", "m1", "w0", "w1"))
+    statements = [_declare(ci, vi, UINT, const=False) for ci, vi in zip(c, counter, strict=True)]
+    statements += [_declare(ki, vi, UINT, const=False) for ki, vi in zip(k, key, strict=True)]
+    statements += [_declare(s, None, UINT, const=False) for s in (*hi, *lo)]
+    round_ = _int("nm_round")
+    body = [
+        ast.Assignment(hi[0], umulhi(m0, c[0])),
+        ast.Assignment(lo[0], m0 * c[0]),
+        ast.Assignment(hi[1], umulhi(m1, c[2])),
+        ast.Assignment(lo[1], m1 * c[2]),
+        ast.Assignment(c[0], bit_xor(hi[1], c[1], k[0])),
+        ast.Assignment(c[2], bit_xor(hi[0], c[3], k[1])),
+        ast.Assignment(c[1], lo[1]),
+        ast.Assignment(c[3], lo[0]),
+        ast.aug_assign(k[0], "+", w0),
+        ast.aug_assign(k[1], "+", w1),
+    ]
+    statements.append(ast.For(round_, sympy.Range(0, PHILOX_ROUNDS), body))
+    return statements, tuple(c)
+
+
+def philox_constants() -> list:
+    names = {"m0": PHILOX_M0, "m1": PHILOX_M1, "w0": PHILOX_W0, "w1": PHILOX_W1}
+    return [_declare(_int(f"nm_philox_{n}"), sympy.Integer(v), UINT) for n, v in names.items()]
+
+
+def normal_statements(words, count: int, tag: str, targets) -> list:
+    """Box–Muller: the first ``count`` (≤ 4) standard normal samples from 4 random words,
+    ``z0, z1 = √(-2 ln u0) (cos, sin)(2π u1)``, ``z2, z3`` likewise from ``u2, u3``, with
+    ``u = (x + 1/2) 2⁻³²`` in the kernel's precision."""
+    statements = []
+    n_uniform = 2 if count <= 2 else 4
+    uniforms = [_real(f"nm_{tag}_u{i}") for i in range(n_uniform)]
+    for u, word in zip(uniforms, words, strict=False):
+        as_real = _real(u.name.replace("_u", "_x"))
+        statements.append(_declare(as_real, word))  # unsigned int → float/double
+        statements.append(_declare(u, sympy.Mul(as_real + sympy.Float(0.5), sympy.Float(2.0**-32),
+                                                evaluate=False)))
+    for pair in range(n_uniform // 2):
+        u_radius, u_angle = uniforms[2 * pair], uniforms[2 * pair + 1]
+        radius = _real(f"nm_{tag}_radius{pair}")
+        statements.append(_declare(radius, sympy.Pow(-2 * sympy.log(u_radius), sympy.S.Half,
+                                                     evaluate=False)))
+        angle = _real(f"nm_{tag}_angle{pair}")
+        statements.append(_declare(angle, sympy.Float(2 * math.pi) * u_angle))
+        for which, function in enumerate((sympy.cos, sympy.sin)):
+            index = 2 * pair + which
+            if index < count:
+                statements.append(_declare(targets[index], radius * function(angle)))
+    return statements
+
+
+def _choose_placement(n_nodes: int, n_edges: int, n_speeds: int, itemsize: int,
+                      placement: str) -> str:
+    if placement not in ("auto", "constant", "global"):
+        raise ValueError(f"edges must be 'auto', 'constant' or 'global', but got {placement!r}")
+    fits = n_speeds == 1 and 4 * (n_nodes + 1) + n_edges * (8 + itemsize) <= _CONSTANT_BUDGET
+    if placement == "constant" and not fits:
+        raise ValueError("the edge list does not fit in __constant__ memory (or the speed "
+                         "varies between sets); use edges='global'")
+    if placement == "auto":
+        return "constant" if fits else "global"
+    return placement
+
+
+def build_kernel(plan: RunPlan, *, edges: str = "auto") -> KernelSpec:
+    """Print the kernel that runs ``plan`` (see the module docstring).
+
+    ``edges``: ``"constant"``, ``"global"`` or ``"auto"`` (constant memory when it fits and
+    all sets share one speed).
+    """
+    model = plan.model
+    dtype = np.dtype(plan.dtype)
+    printer = CUDACodePrinter("float32" if dtype == np.float32 else "float64")
+    fixed = plan.fixed_substitutions
+    program = step_program(model, plan.integrator, plan.noise_std)
+    state_symbols = program.state
+    n_state = len(state_symbols)
+    n_nodes = plan.n_nodes
+    n_edges = int(plan.connectivity.edges()[0].size)
+    n_speeds = int(len(plan.speeds))
+    swept = plan.swept
+    every, average = plan.monitor.every, plan.monitor.average
+    placement = _choose_placement(n_nodes, n_edges, n_speeds, dtype.itemsize, edges)
+
+    # live coupling terms and the history they need
+    substituted = program.substitute(fixed)
+    used = set().union(*(e.free_symbols for _, e in sum(substituted.blocks, ())),
+                       *(e.free_symbols for e in substituted.outputs))
+    live = [t for t in model.coupling_terms if t.symbol in used]
+    dead = [t for t in model.coupling_terms if t not in live]
+    history_names = [n for n in model.coupled_variables if any(t.source == n for t in live)]
+    history_variables = tuple(model.state_names.index(n) for n in history_names)
+    n_hist = len(history_names)
+    length = history_length(plan.max_delay)
+    mask = length - 1
+
+    exposures = list(model.exposure_expressions)
+    n_exposure = len(exposures)
+
+    # ------------------------------------------------------------------ names
+    p, n_sets = _int("nm_p"), _int("nm_n_sets")
+    set_offset, step0, n_samples = _int("nm_set_offset"), _int("nm_step0"), _int("nm_n_samples")
+    seed_lo, seed_hi = _int("nm_seed_lo"), _int("nm_seed_hi")
+    stride_p, stride_np = _int("nm_P"), _int("nm_NP")
+    stride_history, stride_state = _int("nm_history_row"), _int("nm_state_sample")
+    stride_exposure = _int("nm_exposure_sample")
+    sample, substep, node, edge = (_int(f"nm_{n}") for n in ("sample", "substep", "node", "edge"))
+    step, write_row = _int("nm_step"), _int("nm_write_row")
+    edge_begin, edge_end, source, read_row = (_int(f"nm_{n}") for n in
+                                               ("edge_begin", "edge_end", "source", "read_row"))
+    speed = _int("nm_speed")
+    where = node * stride_p + p  # (node, set) within one (N, P) plane
+
+    def state_at(v):
+        return _load("nm_state", v * stride_np + where)
+
+    # ------------------------------------------------------------------ parameters
+    arguments: list[tuple[str, str]] = []
+    parameters: list = []
+
+    def pointer(name, role, type_, *, const):
+        attrs = {restrict, ast.value_const} if const else {restrict}
+        parameters.append(ast.Pointer(name, type=type_, attrs=attrs))
+        arguments.append((name, role))
+
+    def scalar(symbol_, role, type_):
+        parameters.append(ast.Variable(symbol_, type=type_, attrs={ast.value_const}))
+        arguments.append((symbol_.name, role))
+
+    # what this kernel reads: swept parameters its expressions use, the history and the edge
+    # list only with live coupling terms, the speed index only with several speeds
+    couplings = {}  # live term → (pre, post with the scale)
+    for term in live:
+        post = model.resolve(term.post)
+        if term.summed not in post.free_symbols:
+            post = post * term.summed
+        couplings[term] = (model.resolve(term.pre), model.resolve(term.scale) * post)
+    printed = [e for _, e in sum(program.blocks, ())] + list(program.outputs) + exposures
+    printed += [e for pair in couplings.values() for e in pair]
+    used_names = set().union(*(sympy.sympify(e).free_symbols for e in printed))
+    read_swept = [name for name in swept if symbol(name) in used_names]
+    literals = [(s_, v) for s_, v in fixed.items() if s_ in used_names]
+    several_speeds = n_speeds > 1 and bool(live)
+
+    pointer("nm_state", "state", ast.real, const=False)
+    if n_hist:
+        pointer("nm_history", "history", ast.real, const=False)
+    pointer("nm_out_state", "out_state", ast.real, const=False)
+    pointer("nm_out_exposure", "out_exposure", ast.real, const=False)
+    if swept:
+        pointer("nm_parameters", "parameters", ast.real, const=True)
+    if several_speeds:
+        pointer("nm_speed_index", "speed_index", INT, const=True)
+    edge_types = {"edge_start": INT, "edge_source": INT, "edge_weight": ast.real,
+                  "edge_delay": INT}
+    edge_sizes = {"edge_start": n_nodes + 1, "edge_source": n_edges, "edge_weight": n_edges,
+                  "edge_delay": n_speeds * n_edges}
+    file_scope, constants = [], []
+    for role, type_ in edge_types.items() if live else ():
+        name = f"nm_{role}"
+        if placement == "constant":
+            file_scope.append(ArrayDeclaration(type_, name, max(1, edge_sizes[role]),
+                                               [ast.Attribute("__constant__")]))
+            constants.append((name, role))
+        else:
+            pointer(name, role, type_, const=True)
+    scalar(n_sets, "n_sets", INT)
+    scalar(set_offset, "set_offset", INT)
+    scalar(step0, "step0", INT)
+    scalar(n_samples, "n_samples", INT)
+    stochastic = bool(program.noise)
+    if stochastic:
+        scalar(seed_lo, "seed_lo", UINT)
+        scalar(seed_hi, "seed_hi", UINT)
+
+    # ------------------------------------------------------------------ per node and step
+    per_node: list = [ast.Comment("state of this node at t = step * dt")]
+    per_node += [_declare(s, state_at(v)) for v, s in enumerate(state_symbols)]
+
+    if live:
+        per_node.append(ast.Comment("coupling: sum over the incoming edges, delays from the "
+                                    "history"))
+        sums = [_real(f"nm_sum{t.index}") for t in live]
+        per_node += [_declare(s, sympy.Integer(0), const=False) for s in sums]
+        per_node += [_declare(edge_begin, _load("nm_edge_start", node), INT),
+                     _declare(edge_end, _load("nm_edge_start", node + 1), INT)]
+        delay_index = edge + (speed * n_edges if several_speeds else 0)
+        loop = [
+            _declare(source, _load("nm_edge_source", edge), INT),
+            _declare(read_row, bit_and(step - _load("nm_edge_delay", delay_index), mask), INT),
+        ]
+        delayed_loaded = set()
+        for term in live:
+            if term.delayed not in delayed_loaded:
+                h = history_names.index(term.source)
+                loop.append(_declare(term.delayed, _load(
+                    "nm_history", read_row * stride_history + h * stride_np
+                    + source * stride_p + p)))
+                delayed_loaded.add(term.delayed)
+        weight = _real("nm_weight")
+        loop.append(_declare(weight, _load("nm_edge_weight", edge)))
+        for term, total in zip(live, sums, strict=True):
+            loop.append(ast.aug_assign(total, "+", weight * couplings[term][0]))
+        per_node.append(ast.For(edge, sympy.Range(edge_begin, edge_end), loop))
+        for term, total in zip(live, sums, strict=True):
+            per_node.append(_declare(term.symbol, couplings[term][1].xreplace(
+                {term.summed: total})))
+
+    if stochastic:
+        per_node.append(ast.Comment("noise: Philox4x32-10 of (step, node, set, v / 4) keyed "
+                                    "by the seed, Box-Muller"))
+        for group in range(-(-n_state // 4)):
+            count = min(4, n_state - 4 * group)
+            tag = f"rng{group}"
+            statements, words = philox_statements(
+                (step, node, set_offset + p, sympy.Integer(group)), (seed_lo, seed_hi), tag)
+            per_node += statements
+            per_node += normal_statements(words, count, tag,
+                                          program.noise[4 * group: 4 * group + count])
+
+    per_node.append(ast.Comment(f"one {plan.integrator.name} step"))
+    for index, block in enumerate(program.blocks):
+        per_node += _assignments(block, f"nm_t{index}_")
+    next_state = [_real(f"nm_next_{s.name}") for s in state_symbols]
+    per_node += _assignments(list(zip(next_state, program.outputs, strict=True)),
+                             f"nm_t{len(program.blocks)}_")
+    per_node += [ast.Assignment(state_at(v), x) for v, x in enumerate(next_state)]
+    per_node += [ast.Assignment(_load("nm_history", write_row * stride_history
+                                      + h * stride_np + where), next_state[v])
+                 for h, v in enumerate(history_variables)]
+
+    def out_state(v):
+        return _load("nm_out_state", sample * stride_state + v * stride_np + where)
+
+    def out_exposure(e):
+        return _load("nm_out_exposure", sample * stride_exposure + e * stride_np + where)
+
+    to_next = dict(zip(state_symbols, next_state, strict=True))
+    if average:
+        per_node.append(ast.Comment("temporal average: accumulate"))
+        temporaries, values = _cse_values([e.xreplace(to_next) for e in exposures],
+                                          "nm_exposure_t")
+        per_node += temporaries
+        per_node += [ast.aug_assign(out_state(v), "+", x) for v, x in enumerate(next_state)]
+        per_node += [ast.aug_assign(out_exposure(e), "+", x) for e, x in enumerate(values)]
+
+    steps_loop = [_declare(step, step0 + sample * every + substep, INT)]
+    if n_hist:
+        steps_loop.append(_declare(write_row, bit_and(step + 1, mask), INT))
+    steps_loop.append(ast.For(node, sympy.Range(0, n_nodes), per_node))
+    per_sample: list = []
+    if average:
+        zero = sympy.Float(0.0)
+        per_sample.append(ast.For(node, sympy.Range(0, n_nodes), [
+            *[ast.Assignment(out_state(v), zero) for v in range(n_state)],
+            *[ast.Assignment(out_exposure(e), zero) for e in range(n_exposure)],
+        ]))
+    per_sample.append(ast.For(substep, sympy.Range(0, every), steps_loop))
+    if average:
+        per_sample.append(ast.Comment("temporal average: the mean of the window"))
+        scale = sympy.Integer(every)
+        per_sample.append(ast.For(node, sympy.Range(0, n_nodes), [
+            *[ast.Assignment(out_state(v), out_state(v) / scale) for v in range(n_state)],
+            *[ast.Assignment(out_exposure(e), out_exposure(e) / scale)
+              for e in range(n_exposure)],
+        ]))
+    else:
+        per_sample.append(ast.Comment(f"{plan.monitor.name}: the state at the sample's end"))
+        temporaries, values = _cse_values(exposures, "nm_exposure_t")
+        per_sample.append(ast.For(node, sympy.Range(0, n_nodes), [
+            *[_declare(s, state_at(v)) for v, s in enumerate(state_symbols)],
+            *[ast.Assignment(out_state(v), s) for v, s in enumerate(state_symbols)],
+            *temporaries,
+            *[ast.Assignment(out_exposure(e), x) for e, x in enumerate(values)],
+        ]))
+
+    # ------------------------------------------------------------------ per thread
+    thread: list = [
+        _declare(stride_p, n_sets, INT64),
+        _declare(stride_np, n_nodes * stride_p, INT64),
+        *([_declare(stride_history, n_hist * stride_np, INT64)] if n_hist else []),
+        _declare(stride_state, n_state * stride_np, INT64),
+        _declare(stride_exposure, n_exposure * stride_np, INT64),
+    ]
+    # parameters that are the same in every set, dt and n_node: literals. Declared rather than
+    # substituted, so that SymPy does not refold the expressions around the numbers (which
+    # would separate, e.g., the two occurrences of x in x / (1 - exp(-d x)) and lose accuracy)
+    thread += [_declare(s_, v) for s_, v in literals]
+    thread += [_declare(t.symbol, sympy.Float(0.0)) for t in dead if t.symbol in used_names]
+    for row, name in enumerate(swept):
+        if name in read_swept:
+            thread.append(_declare(symbol(name), _load("nm_parameters", row * stride_p + p)))
+    if several_speeds:
+        thread.append(_declare(speed, _load("nm_speed_index", p), INT))
+    if stochastic:
+        thread += philox_constants()
+    counters = [sample, substep, node] + ([edge] if live else []) \
+        + ([_int("nm_round")] if stochastic else [])
+    thread += [_declare(c, None, INT, const=False) for c in counters]
+    thread.append(ast.For(sample, sympy.Range(0, n_samples), per_sample))
+
+    block_index, block_size, thread_index = (sympy.Symbol(n, integer=True) for n in
+                                             ("blockIdx.x", "blockDim.x", "threadIdx.x"))
+    body = [
+        ast.Comment("one thread per parameter set"),
+        _declare(p, block_index * block_size + thread_index, INT),
+        If(sympy.StrictLessThan(p, n_sets), thread),
+    ]
+    kernel = ast.FunctionDefinition(
+        ast.Type("void"), KERNEL_NAME, parameters, body,
+        attrs=[ast.Attribute('extern "C"'), ast.Attribute("__global__")],
+    )
+    header = [
+        ast.Comment(f"neuralmass CUDA kernel: model {model.name!r}, {plan.integrator.name}"
+                    f"{' (stochastic)' if stochastic else ''}, {dtype.name}, dt = {plan.dt!r} ms,"
+                    f" {n_nodes} nodes, {n_edges} edges, history {length} x {n_hist}, "
+                    f"{plan.monitor.name} every {every} steps"),
+        ast.Comment("swept per set: " + (", ".join(swept) if swept else "none")
+                    + f"; edges in {placement} memory"),
+    ]
+    pieces = [printer.doprint(ast.CodeBlock(*header))]
+    pieces += [printer.doprint(ast.CodeBlock(d)) for d in file_scope]
+    pieces.append(printer.doprint(kernel))
+    source = "\n".join(pieces) + "\n"
+    return KernelSpec(
+        source=source,
+        digest=hashlib.sha256(source.encode()).hexdigest(),
+        arguments=tuple(arguments),
+        constants=tuple(constants),
+        dtype=dtype.type,
+        history_length=length,
+        history_variables=history_variables,
+        swept=swept,
+        every=every,
+        average=average,
+        n_state=n_state,
+        n_exposure=n_exposure,
+        n_nodes=n_nodes,
+        n_edges=n_edges,
+        n_speeds=n_speeds if several_speeds else 1,
+    )
