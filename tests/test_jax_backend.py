@@ -1,0 +1,227 @@
+"""The JAX backend as JAX: grad, jit and vmap through ``simulate``, and ``make_simulator``.
+
+Float64 tests turn JAX's 64-bit mode on for their duration only (the ``jax_x64`` fixture of
+``conftest.py``); neuralmass itself never flips it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+eqx = pytest.importorskip("equinox")
+
+import jax.numpy as jnp  # noqa: E402
+from helpers import max_relative_error, stable_state  # noqa: E402
+
+import neuralmass as nm  # noqa: E402
+from neuralmass.backends.jax import Simulator, make_simulator  # noqa: E402
+from neuralmass.errors import ParameterError  # noqa: E402
+
+
+@pytest.fixture
+def jax_x32():
+    """JAX's default 32-bit mode for one test, whatever ran before; restored afterwards."""
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+@functools.cache
+def small_connectivity(n: int = 6) -> nm.Connectivity:
+    rng = np.random.default_rng(3)
+    weights = rng.uniform(0.1, 1.0, (n, n)) * (rng.uniform(size=(n, n)) < 0.6)
+    lengths = rng.uniform(0.5, 6.0, (n, n))  # delays of 2 to 20 steps at 3 mm/ms, dt 0.1
+    return nm.Connectivity(weights / weights.max(), lengths, speed=3.0)
+
+
+def mpr_state(n_regions: int = 6) -> np.ndarray:
+    return stable_state("montbrio", n_regions, np.random.default_rng(0))
+
+
+# =========================================================================== grad
+
+
+def test_grad_matches_central_difference(jax_x64):
+    """d/dθ of mean(r over the last 100 of 400 steps) on the bundled 76-region connectome,
+    for θ = global_coupling and θ = eta, against (L(θ+h) - L(θ-h)) / 2h with h = 1e-5.
+
+    The central difference's truncation error is ~h² L''' ≈ 1e-10 relative and its
+    rounding error ~ε|L|/h ≈ 1e-12 (measured agreement 4e-11 at h = 1e-5, 3e-9 at 1e-3),
+    so 1e-4 relative is a loose, robust bound that still catches any wrong derivative
+    (a missing coupling or delay term is an O(1) error)."""
+    conn = nm.Connectivity.default()
+    x0 = stable_state("montbrio", conn.n_regions, np.random.default_rng(0))
+
+    def loss(global_coupling, eta):
+        res = nm.simulate("montbrio", conn, {"global_coupling": global_coupling, "eta": eta,
+                                             "cv": 0.3},
+                          backend="jax", n_steps=400, initial_state=x0)
+        return jnp.mean(res.data[-100:, 0])
+
+    g, eta, h = 0.1, -5.0, 1e-5
+    d_g, d_eta = jax.grad(loss, argnums=(0, 1))(g, eta)
+    fd_g = (loss(g + h, eta) - loss(g - h, eta)) / (2 * h)
+    fd_eta = (loss(g, eta + h) - loss(g, eta - h)) / (2 * h)
+    assert abs(float(fd_g)) > 1e-3 and abs(float(fd_eta)) > 1e-3  # non-trivial derivatives
+    assert float(d_g) == pytest.approx(float(fd_g), rel=1e-4)
+    assert float(d_eta) == pytest.approx(float(fd_eta), rel=1e-4)
+
+
+# =========================================================================== jit and vmap
+
+
+def _mpr(params, **kwargs):
+    kwargs.setdefault("initial_state", mpr_state())
+    return nm.simulate("montbrio", small_connectivity(), params, backend="jax", n_steps=100,
+                       **kwargs)
+
+
+def test_jit_through_simulate(jax_x64):
+    """A jitted function of the parameter values returns the Result (a pytree) and equals
+    the eager run; a second value reuses the compiled function."""
+
+    @jax.jit
+    def run(global_coupling, eta):
+        return _mpr({"global_coupling": global_coupling, "eta": eta, "cv": 0.3})
+
+    for g, eta in [(0.2, -5.0), (0.4, -4.8)]:
+        jitted = run(g, eta)
+        assert isinstance(jitted, nm.Result)
+        eager = _mpr({"global_coupling": g, "eta": eta, "cv": 0.3})
+        assert max_relative_error(jitted.data, eager.data) <= 1e-12
+        assert max_relative_error(jitted.exposures, eager.exposures) <= 1e-12
+        np.testing.assert_allclose(jitted.params["eta"], [eta])
+        np.testing.assert_allclose(jitted.time, eager.time)
+    assert run._cache_size() == 1
+
+
+def test_vmap_through_simulate(jax_x64):
+    """vmap over a parameter equals simulate with an array of parameter sets."""
+    couplings = jnp.array([0.1, 0.25, 0.4])
+    mapped = jax.vmap(lambda g: _mpr({"global_coupling": g, "cv": 0.3}).data[..., 0])(couplings)
+    batched = _mpr({"global_coupling": np.asarray(couplings), "cv": 0.3})
+    assert mapped.shape == (3, 100, 2, 6)
+    for p in range(3):
+        assert max_relative_error(mapped[p], batched.data[..., p]) <= 1e-12
+
+
+def test_traced_float64_needs_x64(jax_x32):
+    with pytest.raises(ParameterError, match=r"dtype='float64' under jax tracing needs JAX's "
+                                             r"64-bit mode"):
+        jax.jit(lambda g: _mpr({"global_coupling": g}).data)(0.1)
+
+
+def test_traced_float32_without_x64(jax_x32):
+    """float32 is traceable in JAX's default mode, and agrees with float64 to ~1e-6."""
+    single = jax.jit(lambda g: _mpr({"global_coupling": g}, dtype="float32").data)(0.3)
+    assert single.dtype == jnp.float32
+    double = _mpr({"global_coupling": 0.3})  # float64, untraced: works without x64
+    assert max_relative_error(single, double.data) <= 1e-4
+    assert not jax.config.jax_enable_x64  # and leaves JAX's mode as it was
+
+
+def test_traced_speed_in_simulate_is_an_error(jax_x64):
+    with pytest.raises(ParameterError, match=r"global_speed cannot be traced .* use "
+                                             r"neuralmass.backends.jax.make_simulator"):
+        jax.jit(lambda s: _mpr({"global_speed": s}).data)(3.0)
+
+
+# =========================================================================== make_simulator
+
+
+@functools.cache
+def _simulator(min_speed: float | None = None) -> Simulator:
+    return make_simulator(nm.load_model("montbrio"), small_connectivity(), dt=0.1,
+                          n_steps=100, integrator="heun", min_speed=min_speed)
+
+
+def test_make_simulator_is_an_equinox_module(jax_x64):
+    sim = _simulator()
+    assert isinstance(sim, eqx.Module)
+    leaves = jax.tree_util.tree_leaves(sim)
+    assert leaves and all(isinstance(leaf, jax.Array) for leaf in leaves)
+    assert jax.tree_util.tree_structure(sim) == jax.tree_util.tree_structure(
+        jax.tree_util.tree_map(lambda x: x, sim))
+    assert "global_coupling" in sim.parameter_names and "eta" in sim.parameter_names
+
+
+def test_make_simulator_equals_simulate(jax_x64):
+    sim = _simulator()
+    params = {"global_coupling": jnp.array([0.2, 0.4]), "cv": 0.3}
+    states, exposures = sim(params, mpr_state())
+    res = _mpr({"global_coupling": np.array([0.2, 0.4]), "cv": 0.3})
+    assert states.shape == res.data.shape == (100, 2, 6, 2)
+    assert max_relative_error(states, res.data) <= 1e-12
+    assert max_relative_error(exposures, res.exposures) <= 1e-12
+    # with an explicit history
+    horizon = sim.max_delay + 1
+    history = np.stack([mpr_state() * (1 + 0.01 * k) for k in range(horizon)])
+    states, _ = eqx.filter_jit(sim)({"global_coupling": 0.3}, history[-1], history)
+    res = _mpr({"global_coupling": 0.3}, initial_history=history, initial_state=history[-1])
+    assert max_relative_error(states, res.data) <= 1e-12
+
+
+def test_grad_through_make_simulator(jax_x64):
+    sim = _simulator()
+
+    def loss(g):
+        states, _ = sim({"global_coupling": g, "cv": 0.3}, mpr_state())
+        return jnp.mean(states[-20:, 0])
+
+    def loss_simulate(g):
+        return jnp.mean(_mpr({"global_coupling": g, "cv": 0.3}).data[-20:, 0])
+
+    assert float(jax.grad(loss)(0.3)) == pytest.approx(float(jax.grad(loss_simulate)(0.3)),
+                                                        rel=1e-10)
+
+
+def test_traced_global_speed_with_min_speed(jax_x64):
+    """make_simulator(min_speed=1.5) holds the history for speeds ≥ 1.5 mm/ms; a jitted
+    function of the speed then equals simulate at that (concrete) speed."""
+    sim = _simulator(min_speed=1.5)
+    x0 = mpr_state()
+    run = jax.jit(lambda s: sim({"global_speed": s, "global_coupling": 0.3, "cv": 0.3}, x0)[0])
+    for speed in (1.5, 2.0, 3.0):
+        reference = _mpr({"global_speed": speed, "global_coupling": 0.3, "cv": 0.3})
+        assert max_relative_error(run(speed), reference.data) <= 1e-12
+    assert max_relative_error(run(1.5), run(3.0)) > 1e-4  # the speed matters
+    with pytest.raises(Exception, match="delays longer than the history"):
+        jax.block_until_ready(run(1.0))
+    conn = small_connectivity()
+    longest = int(conn.edge_delay_steps(0.1, 1.0).max())
+    assert sim.max_delay == int(conn.edge_delay_steps(0.1, 1.5).max()) < longest
+    with pytest.raises(ParameterError, match=rf"global_speed 1 mm/ms gives delays of up to "
+                                             rf"{longest} steps, longer than the history this "
+                                             rf"simulator was built for \({sim.max_delay}\)"):
+        sim({"global_speed": 1.0}, x0)
+
+
+def test_make_simulator_float64_needs_x64(jax_x32):
+    with pytest.raises(ParameterError, match=r"dtype='float64' needs JAX's 64-bit mode: "
+                                             r"jax.config.update\('jax_enable_x64', True\)"):
+        make_simulator(nm.load_model("montbrio"), small_connectivity(), n_steps=10)
+    sim = make_simulator(nm.load_model("montbrio"), small_connectivity(), n_steps=10,
+                         dtype="float32")
+    states, _ = sim({}, mpr_state())
+    assert states.dtype == jnp.float32 and states.shape == (10, 2, 6, 1)
+
+
+def test_make_simulator_argument_errors(jax_x64):
+    model, conn = nm.load_model("montbrio"), small_connectivity()
+    with pytest.raises(ParameterError, match="dt must be a positive number of ms, but got 0"):
+        make_simulator(model, conn, dt=0)
+    with pytest.raises(ParameterError, match="min_speed must be > 0 mm/ms, but got -1"):
+        make_simulator(model, conn, min_speed=-1)
+    with pytest.raises(ParameterError, match="unknown integrator 'rk5'"):
+        make_simulator(model, conn, integrator="rk5")
+    with pytest.raises(ParameterError, match="unknown parameter 'etta'; valid parameters"):
+        _simulator()({"etta": 1.0}, mpr_state())
+    with pytest.raises(ParameterError, match=r"initial_state \(n_state, N\[, P\]\) is required"):
+        _simulator()({})
