@@ -59,9 +59,9 @@ PULSE_SPEED = 10.0
 PULSE_STEPS = 40  # > 2 × the ring buffer (8 rows for max delay 7): a wrap-around would show
 
 
-def _pulse_history(rows: int, pulse_step: int, n_sets: int | None = None) -> np.ndarray:
-    """(rows, 1, 4[, P]) zeros with a 1 at node 0 at time ``pulse_step * dt`` (≤ 0)."""
-    history = np.zeros((rows, 1, 4) + ((n_sets,) if n_sets else ()))
+def _pulse_history(rows: int, pulse_step: int) -> np.ndarray:
+    """(rows, 1, 4) zeros with a 1 at node 0 at time ``pulse_step * dt`` (≤ 0)."""
+    history = np.zeros((rows, 1, 4))
     history[rows - 1 + pulse_step, 0, 0] = 1.0
     return history
 
