@@ -1,0 +1,130 @@
+"""Compile a generated model module with the loops of :mod:`._kernels`, cached on disk.
+
+Each generated module is written to ``<cache>/numba/<sha256 of its source>.py`` and imported
+from there; the loops are compiled with ``numba.njit(cache=True)`` *as functions of that
+file* (their code object is re-homed to it and their globals are the module's), so Numba's
+own cache sits next to it in ``<cache>/numba/__pycache__`` and a second process loads the
+machine code instead of compiling. The source carries a fingerprint of the loop code, so a
+change to the loops gives a new file.
+
+``<cache>`` is ``$NEURALMASS_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/neuralmass``, else
+``~/.cache/neuralmass``; when it is not writable, a directory under the system's temporary
+directory is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba.core import config as numba_config
+
+from ... import random as _random
+from . import _kernels, _lanes
+
+__all__ = ["cache_root", "loop_fingerprint", "load_module", "compile_kernels"]
+
+_MODEL_FUNCTIONS = ("nm_zeros", "nm_edge", "nm_node", "nm_channels", "nm_exposures")
+
+
+def cache_root() -> Path:
+    """The user cache directory of neuralmass (see the module docstring)."""
+    if os.environ.get("NEURALMASS_CACHE_DIR"):
+        return Path(os.environ["NEURALMASS_CACHE_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "neuralmass"
+
+
+def loop_fingerprint() -> str:
+    """A hash of everything the compiled loops depend on besides the generated source."""
+    digest = hashlib.sha256()
+    for module in (_kernels, _lanes, _random):
+        digest.update(inspect.getsource(module).encode())
+    digest.update(f"numba {numba.__version__} numpy {np.__version__}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _writable_directory() -> Path:
+    for directory in (cache_root() / "numba",
+                      Path(tempfile.gettempdir()) / f"neuralmass-{os.getuid()}" / "numba"):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / f".probe-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+            return directory
+        except OSError:
+            continue
+    raise OSError(f"no writable cache directory (tried {cache_root() / 'numba'})")
+
+
+def load_module(source: str) -> types.ModuleType:
+    """Import ``source`` from ``<cache>/numba/<sha256>.py``, writing the file if needed."""
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    name = f"neuralmass_numba_{digest[:24]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    directory = _writable_directory()
+    path = directory / f"{digest}.py"
+    if not path.exists() or path.read_text() != source:
+        # write-then-rename, so that a concurrent process never imports half a file
+        temporary = directory / f".{digest}.{os.getpid()}.tmp"
+        temporary.write_text(source)
+        os.replace(temporary, path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+@contextlib.contextmanager
+def slp_vectorization():
+    """Let LLVM's SLP vectoriser run while our kernels compile (Numba leaves it off by
+    default: ``NUMBA_SLP_VECTORIZE``); it turns the side-by-side lanes of the generated
+    functions into SIMD instructions. Restored afterwards."""
+    saved = numba_config.SLP_VECTORIZE
+    numba_config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        numba_config.SLP_VECTORIZE = saved
+
+
+def _rebind(function: types.FunctionType, module: types.ModuleType) -> types.FunctionType:
+    """``function`` with ``module`` as its globals and its file, so Numba caches it there."""
+    code = function.__code__.replace(co_filename=module.__file__)
+    rebound = types.FunctionType(code, module.__dict__, function.__name__,
+                                 function.__defaults__)
+    rebound.__qualname__ = function.__qualname__
+    rebound.__module__ = module.__name__
+    rebound.__doc__ = function.__doc__
+    return rebound
+
+
+def compile_kernels(module: types.ModuleType) -> dict[str, object]:
+    """The loops of :mod:`._kernels`, specialised to ``module`` (lazily compiled, cached)."""
+    namespace = module.__dict__
+    if "nm_kernels" in namespace:
+        return namespace["nm_kernels"]
+    for name in _MODEL_FUNCTIONS:
+        namespace[name] = numba.njit(inline="always")(namespace[name])
+    namespace.update(np=np, prange=numba.prange, load_block=_lanes.load_block,
+                     store_block=_lanes.store_block, normals4=_random.normals4)
+    kernels = {
+        function.__name__: numba.njit(cache=True, parallel=True, nogil=True)(
+            _rebind(function, module))
+        for function in _kernels.KERNELS
+    }
+    namespace["nm_kernels"] = kernels
+    return kernels

@@ -1,0 +1,365 @@
+"""Lower a :class:`~neuralmass.plan.RunPlan` to the source of a small Python module for Numba.
+
+The module holds the model's maths only, printed by SymPy for one *tile* of ``L`` parameter
+sets ("lanes") at once; the loops around it live in :mod:`._kernels`. Every function takes
+and returns flat tuples (which Numba keeps in registers), lane fastest: the value of state
+variable ``v`` in lane ``p`` is ``nm_x[v * L + p]``. Printing the ``L`` lanes side by side as
+straight-line code lets LLVM's SLP vectoriser turn them into SIMD instructions.
+
+Coupling. For each coupling term the per-edge function ``pre`` is split, where it can be, into
+a sum of products ``a(x_i) * b(x_j)`` (``x_j`` the delayed source, ``x_i`` the local state;
+``sin(θ_j - θ_i)`` expands to ``sin θ_j cos θ_i - cos θ_j sin θ_i``). Then
+
+    Σ_j w_ij pre(x_i, x_j(t - d_ij)) = Σ_m a_m(x_i) Σ_j w_ij b_m(x_j)(t - d_ij)
+
+and the history stores the *channels* ``b_m(x)`` instead of ``x``: a step reads
+``nnz × n_channels`` delayed values and multiplies and adds, with no function of them per edge.
+``b = 1`` needs no history (``Σ_j w_ij`` is a constant per node). A ``pre`` that does not split
+(or would need many channels) is evaluated per edge on the delayed coupled variable. Coupling
+terms whose ``c_pop<k>`` the step does not use once fixed parameters are substituted (e.g.
+Montbrió's ``cv * c_pop1`` with ``cv = 0``) are not computed at all.
+
+Functions of the module (``L`` lanes; sizes below are tuple lengths):
+
+- ``nm_zeros()``: ``n_sums * L`` zeros, the start of the edge sums.
+- ``nm_edge(nm_acc, nm_delayed, nm_weight, nm_x, nm_q)``: ``nm_acc`` plus ``nm_weight`` times
+  each sum's per-edge value; ``nm_delayed`` holds the ``n_channels * L`` delayed channels of
+  the source node, ``nm_x`` the local state, ``nm_q`` the swept parameters.
+- ``nm_node(nm_x, nm_acc, nm_z, nm_q, nm_rowsum)``: one integration step of a node (coupling
+  from the sums, then the :func:`~neuralmass.scheme.step_program`); returns the new state
+  (``n_state * L``) followed by its channels (``n_channels * L``).
+- ``nm_channels(nm_x, nm_q)``, ``nm_exposures(nm_x, nm_q)``.
+
+Tuples that would be empty hold one unused zero (Numba cannot index empty tuples).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+
+import numpy as np
+import sympy
+from sympy.printing.precedence import precedence
+
+from ...model import Model, symbol
+from ...plan import RunPlan
+from ...scheme import step_program
+from .._python_source import MathSourcePrinter, function_source
+
+__all__ = ["Lowering", "lower", "NumbaPrinter"]
+
+# a pre that splits into more channels than this is evaluated per edge instead
+_MAX_CHANNELS_PER_TERM = 4
+# integer powers up to this are printed as products (x*x*x), as JAX's integer_pow does
+_MAX_EXPANDED_POWER = 16
+
+
+class _AsDtype(sympy.Function):
+    """Marks a returned value: printed as a cast to the working dtype, so that every tuple
+    a function returns has one element type."""
+
+
+class NumbaPrinter(MathSourcePrinter):
+    """SymPy → scalar Python for Numba in one working precision.
+
+    In float32 every number is printed as ``numpy.float32(...)`` (a bare ``2`` or ``math.pi``
+    would promote the arithmetic to float64); small integer powers become products.
+    """
+
+    def __init__(self, dtype=np.float64):
+        super().__init__()
+        self._single = np.dtype(dtype) == np.float32
+
+    def _number(self, value: float) -> str:
+        text = repr(float(value)) if math.isfinite(value) else \
+            {math.inf: "math.inf", -math.inf: "-math.inf"}.get(value, "math.nan")
+        return f"numpy.float32({text})" if self._single else text
+
+    def _print_Float(self, expr):
+        return self._number(float(expr))
+
+    _print_Integer = _print_Rational = _print_Half = _print_Zero = _print_One = _print_Float
+    _print_NegativeOne = _print_NumberSymbol = _print_Pi = _print_Exp1 = _print_Float
+    _print_Infinity = _print_NegativeInfinity = _print_NaN = _print_Float
+
+    def _print_Indexed(self, expr):
+        return f"{expr.base.label}[{', '.join(str(int(i)) for i in expr.indices)}]"
+
+    def _print_IndexedBase(self, expr):
+        return str(expr.label)
+
+    def _print_Pow(self, expr, rational=False):
+        base, exponent = expr.as_base_exp()
+        one = self._number(1.0)
+        if exponent == sympy.S.Half:
+            return f"math.sqrt({self._print(base)})"
+        if exponent == -sympy.S.Half:
+            return f"({one}/math.sqrt({self._print(base)}))"
+        if exponent.is_Integer and 0 < abs(int(exponent)) <= _MAX_EXPANDED_POWER:
+            factor = self.parenthesize(base, precedence(sympy.Mul(2, 3, evaluate=False)))
+            product = "*".join([factor] * abs(int(exponent)))
+            return f"({product})" if exponent > 0 else f"({one}/({product}))"
+        return (f"{self.parenthesize(base, precedence(expr), strict=True)}"
+                f"**{self.parenthesize(exponent, precedence(expr), strict=True)}")
+
+    def _print_floor(self, expr):
+        return f"numpy.floor({self._print(expr.args[0])})"
+
+    def _print_ceiling(self, expr):
+        return f"numpy.ceil({self._print(expr.args[0])})"
+
+    def _print__AsDtype(self, expr):
+        kind = "numpy.float32" if self._single else "float"
+        return f"{kind}({self._print(expr.args[0])})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Lowering:
+    """The generated module's source and the sizes the loops need.
+
+    ``swept``: parameters given per set, in the order of ``nm_q``; ``channels``: the history
+    channels as expressions of the state variables; ``coupled_states``: the state index of
+    each of ``model.coupled_variables`` (the layout of ``plan.initial_history``).
+    """
+
+    source: str
+    lanes: int
+    n_nodes: int
+    n_state: int
+    n_channels: int
+    n_sums: int
+    n_swept: int
+    n_exposures: int
+    stochastic: bool
+    swept: tuple[str, ...]
+    channels: tuple[sympy.Expr, ...]
+    coupled_states: tuple[int, ...]
+
+
+# ---------------------------------------------------------------------------- coupling
+def _split(pre: sympy.Expr, delayed: sympy.Symbol, local: set[sympy.Symbol]):
+    """``pre`` as ``[(a, b), ...]`` with ``pre = Σ a * b``, ``b`` free of the local state and
+    ``a`` free of ``delayed``; ``None`` when it does not split into few channels."""
+    candidates = [sympy.expand(pre)]
+    if pre.has(sympy.sin, sympy.cos):
+        candidates.append(sympy.expand(sympy.expand_trig(pre)))
+    for candidate in candidates:
+        pairs = []
+        for term in sympy.Add.make_args(candidate):
+            a, b = sympy.Integer(1), sympy.Integer(1)
+            for factor in sympy.Mul.make_args(term):
+                if delayed in factor.free_symbols:
+                    if factor.free_symbols & local:
+                        break
+                    b *= factor
+                else:
+                    a *= factor
+            else:
+                coefficient, b = b.as_coeff_Mul()
+                pairs.append((a * coefficient, b))
+                continue
+            break
+        else:
+            distinct = {b for _, b in pairs if b != 1}
+            if len(distinct) <= 1 or (pre.atoms(sympy.Function) and
+                                      len(distinct) <= _MAX_CHANNELS_PER_TERM):
+                return pairs
+    return None
+
+
+@dataclasses.dataclass
+class _Coupling:
+    channels: list[sympy.Expr]  # history channels, expressions of the state symbols
+    sums: list[sympy.Expr]  # per-edge value of each sum, of nm_h<m>, state and parameters
+    values: dict[sympy.Symbol, sympy.Expr]  # c_pop<k> from nm_sum<s>, nm_rowsum, state
+
+
+_ROWSUM = sympy.Symbol("nm_rowsum", real=True)
+
+
+def _sum_symbol(s: int) -> sympy.Symbol:
+    return sympy.Symbol(f"nm_sum{s}", real=True)
+
+
+def _delayed_symbol(m: int) -> sympy.Symbol:
+    return sympy.Symbol(f"nm_h{m}", real=True)
+
+
+def _coupling(model: Model, fixed: dict, live: set[sympy.Symbol]) -> _Coupling:
+    result = _Coupling([], [], {})
+    local = set(model.state_symbols)
+
+    def channel(expr):
+        if expr not in result.channels:
+            result.channels.append(expr)
+        return result.channels.index(expr)
+
+    def channel_sum(m):
+        value = _delayed_symbol(m)
+        if value not in result.sums:
+            result.sums.append(value)
+        return _sum_symbol(result.sums.index(value))
+
+    for term in model.coupling_terms:
+        if term.symbol not in live:
+            continue
+        source = symbol(term.source)
+        pre = model.resolve(term.pre).xreplace(fixed)
+        pairs = _split(pre, term.delayed, local)
+        if pairs is not None:
+            summed = sympy.Integer(0)
+            for a, b in pairs:
+                if b == 1:
+                    summed += a * _ROWSUM
+                else:
+                    summed += a * channel_sum(channel(b.xreplace({term.delayed: source})))
+        else:
+            m = channel(source)
+            result.sums.append(pre.xreplace({term.delayed: _delayed_symbol(m)}))
+            summed = _sum_symbol(len(result.sums) - 1)
+        post = model.resolve(term.post)
+        if term.summed not in post.free_symbols:
+            post = post * term.summed
+        value = (model.resolve(term.scale) * post).xreplace(fixed)
+        result.values[term.symbol] = value.xreplace({term.summed: summed})
+    return result
+
+
+# ---------------------------------------------------------------------------- printing
+def _glue(constants: dict[str, object]) -> str:
+    """Imports and constants of the module, printed from a Python AST."""
+    body: list[ast.stmt] = [ast.Import(names=[ast.alias("math")]),
+                            ast.Import(names=[ast.alias("numpy")])]
+    for name, value in constants.items():
+        body.append(ast.Assign(targets=[ast.Name(name, ast.Store())],
+                               value=ast.Constant(value) if not isinstance(value, tuple) else
+                               ast.Tuple([ast.Constant(v) for v in value], ast.Load())))
+    return ast.unparse(ast.fix_missing_locations(ast.Module(body=body, type_ignores=[]))) + "\n"
+
+
+def _padded(values: list) -> list:
+    return values if values else [sympy.Float(0.0)]
+
+
+def lower(plan: RunPlan, lanes: int, *, header: str = "") -> Lowering:
+    """Print the model functions of ``plan`` for tiles of ``lanes`` parameter sets."""
+    model = plan.model
+    L = int(lanes)
+    fixed = dict(plan.fixed_substitutions)
+    printer = NumbaPrinter(plan.dtype)
+    program = step_program(model, plan.integrator, plan.noise_std).substitute(fixed)
+    used = set().union(*(e.free_symbols for block in program.blocks for _, e in block),
+                       *(e.free_symbols for e in program.outputs))
+    coupling = _coupling(model, fixed, used & set(program.coupling))
+    swept = plan.swept
+    state = model.state_symbols
+    n_state, n_channels, n_sums = len(state), len(coupling.channels), len(coupling.sums)
+    n_exposures = len(model.exposures)
+
+    x = sympy.IndexedBase("nm_x")
+    q = sympy.IndexedBase("nm_q")
+    acc = sympy.IndexedBase("nm_acc")
+    delayed = sympy.IndexedBase("nm_delayed")
+    noise = sympy.IndexedBase("nm_z")
+    weight = sympy.Symbol("nm_weight", real=True)
+
+    def inputs(p: int, values=None) -> dict:
+        """Symbols of lane p: state (from nm_x, or ``values``), swept parameters."""
+        subs = {s: (x[v * L + p] if values is None else values[v]) for v, s in enumerate(state)}
+        subs.update({symbol(name): q[n * L + p] for n, name in enumerate(swept)})
+        return subs
+
+    functions = []
+    zeros = [sympy.Float(0.0)] * (n_sums * L)
+    functions.append(function_source("nm_zeros", [], [], _padded(zeros), printer))
+
+    edge_outputs = []
+    for s, per_edge in enumerate(coupling.sums):
+        for p in range(L):
+            subs = inputs(p)
+            subs.update({_delayed_symbol(m): delayed[m * L + p] for m in range(n_channels)})
+            edge_outputs.append(_AsDtype(acc[s * L + p] + weight * per_edge.xreplace(subs)))
+    functions.append(function_source(
+        "nm_edge", [acc, delayed, weight, x, q], [], _padded(edge_outputs), printer))
+
+    blocks, new_states, new_channels = [], [], []
+    internal = {t for block in program.blocks for t, _ in block}
+    for p in range(L):
+        renamed = {t: sympy.Symbol(f"{t.name}_l{p}", real=True) for t in internal}
+        renamed.update({c: sympy.Symbol(f"{c.name}_l{p}", real=True) for c in coupling.values})
+        renamed.update({z: noise[v * L + p] for v, z in enumerate(program.noise)})
+        subs = inputs(p)
+        lane_sums = {_sum_symbol(s): acc[s * L + p] for s in range(n_sums)}
+        blocks.append(tuple((renamed[c], value.xreplace({**subs, **lane_sums}))
+                            for c, value in coupling.values.items()))
+        subs.update(renamed)
+        for block in program.blocks:
+            blocks.append(tuple((renamed[t], e.xreplace(subs)) for t, e in block))
+        new = [sympy.Symbol(f"nm_new_{s.name}_l{p}", real=True) for s in state]
+        blocks.append(tuple(zip(new, (e.xreplace(subs) for e in program.outputs), strict=True)))
+        new_states.append(new)
+        channel_symbols = [sympy.Symbol(f"nm_channel{m}_l{p}", real=True)
+                           for m in range(n_channels)]
+        lane_new = inputs(p, values=new)
+        blocks.append(tuple((c, e.xreplace(lane_new))
+                            for c, e in zip(channel_symbols, coupling.channels, strict=True)))
+        new_channels.append(channel_symbols)
+    outputs = [_AsDtype(new_states[p][v]) for v in range(n_state) for p in range(L)]
+    outputs += [_AsDtype(new_channels[p][m]) for m in range(n_channels) for p in range(L)]
+    functions.append(function_source(
+        "nm_node", [x, acc, noise, q, _ROWSUM], blocks, outputs, printer))
+
+    channel_outputs = [_AsDtype(e.xreplace(inputs(p)))
+                       for e in coupling.channels for p in range(L)]
+    functions.append(function_source("nm_channels", [x, q], [], _padded(channel_outputs),
+                                     printer))
+    exposures = [e.xreplace(fixed) for e in model.exposure_expressions]
+    exposure_outputs = [_AsDtype(e.xreplace(inputs(p))) for e in exposures for p in range(L)]
+    functions.append(function_source("nm_exposures", [x, q], [], _padded(exposure_outputs),
+                                     printer))
+
+    coupled_states = tuple(model.state_names.index(c) for c in model.coupled_variables)
+    constants = {
+        "NM_NODES": plan.n_nodes,
+        "NM_LANES": L,
+        "NM_STATE": n_state,
+        "NM_CHANNELS": n_channels,
+        "NM_SUMS": n_sums,
+        "NM_SWEPT": len(swept),
+        "NM_EXPOSURES": n_exposures,
+        "NM_STOCHASTIC": plan.noise_std is not None,
+        "NM_COUPLED": len(coupled_states),
+        "NM_COUPLED_STATES": coupled_states or (0,),
+        # tuple lengths (at least 1, see the module docstring)
+        "NM_STATE_BLOCK": n_state * L,
+        "NM_CHANNEL_VALUES": n_channels * L,
+        "NM_EXPOSURE_VALUES": n_exposures * L,
+        "NM_CHANNEL_BLOCK": max(1, n_channels * L),
+        "NM_SUM_BLOCK": max(1, n_sums * L),
+        "NM_SWEPT_BLOCK": max(1, len(swept) * L),
+        "NM_EXPOSURE_BLOCK": max(1, n_exposures * L),
+    }
+    description = [f"# model {model.name!r}, {plan.integrator.name}"
+                   + (", stochastic" if plan.noise_std is not None else "")
+                   + f", {np.dtype(plan.dtype).name}, {L} lane(s) per tile",
+                   f"# swept parameters (nm_q): {', '.join(swept) or 'none'}",
+                   "# history channels: " + (", ".join(sympy.sstr(c) for c in coupling.channels)
+                                             or "none")]
+    source = "\n".join([header.rstrip("\n"), *description, _glue(constants)]).lstrip("\n")
+    source += "\n\n" + "\n\n".join(functions)
+    return Lowering(
+        source=source,
+        lanes=L,
+        n_nodes=plan.n_nodes,
+        n_state=n_state,
+        n_channels=n_channels,
+        n_sums=n_sums,
+        n_swept=len(swept),
+        n_exposures=n_exposures,
+        stochastic=plan.noise_std is not None,
+        swept=swept,
+        channels=tuple(coupling.channels),
+        coupled_states=coupled_states,
+    )
