@@ -29,8 +29,9 @@ __all__ = ["CUDACodePrinter", "KernelSpec", "build_kernel", "emulate", "generate
            "kernel_source", "run"]
 
 
-def run(plan: RunPlan, *, block: int = 128, edges: str = "auto",
-        options: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+def run(plan: RunPlan, *, block: int = 128, edges: str = "auto", unroll: int | None = None,
+        batch_sets: int | None = None, chunk_samples: int | None = None,
+        options: tuple[str, ...] = (), progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan`` on the current CUDA device; returns ``(states, exposures)``, NumPy arrays
     of shapes (T, n_state, N, P) and (T, n_exposure, N, P).
 
@@ -42,14 +43,17 @@ def run(plan: RunPlan, *, block: int = 128, edges: str = "auto",
     of monitor output; when P sets do not fit in 80 % of the free device memory they run in
     equal batches one after the other. Each batch is launched in chunks of steps, and the
     samples of a chunk are copied back (pinned memory, a second stream) while the next chunk
-    runs. ``options`` are extra NVRTC options (e.g. ``("--use_fast_math",)``).
+    runs. ``batch_sets`` and ``chunk_samples`` override those sizes; ``edges`` and ``unroll``
+    are passed to :func:`build_kernel`; ``options`` are extra NVRTC options (e.g.
+    ``("--use_fast_math",)``); ``progress`` shows a progress bar.
 
     Raises:
         BackendUnavailableError: without CuPy or a GPU.
     """
     from ._cupy import CuPyDevice
 
-    return run_on(CuPyDevice(options=options), plan, edges=edges, block=block)
+    return run_on(CuPyDevice(options=options), plan, edges=edges, unroll=unroll, block=block,
+                  batch_sets=batch_sets, chunk_samples=chunk_samples, progress=progress)
 
 
 def generated_source(plan: RunPlan) -> str:
@@ -66,6 +70,6 @@ def kernel_source(model: Model | str, connectivity: Connectivity | None = None, 
     if not isinstance(model, Model):
         model = load_model(model)
     options.setdefault("dtype", "float32")
-    options.setdefault("n_steps", 1)
+    options.setdefault("n_steps", 4000)  # the source does not depend on it
     plan = make_plan(model, connectivity or Connectivity.default(), params, **options)
     return generated_source(plan)

@@ -8,6 +8,7 @@ run the emulation exercise this code too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Protocol
 
@@ -80,12 +81,12 @@ def schedule(spec: KernelSpec, n_sets: int, n_samples: int, free_bytes: int, *,
     if batch_sets is None:
         usable = int(0.8 * free_bytes) - 2 * _OUTPUT_BUDGET
         batch_sets = max(1, usable // (persistent + 2 * sample))
-        # every (N, P) plane is indexed with int; keep a plane and the grid within int range
-        batch_sets = min(batch_sets, _INT32_MAX // max(1, n * max(spec.n_state, 1)))
-        if batch_sets < n_sets:  # equal batches rather than a full one and a small one
-            count = -(-n_sets // batch_sets)
-            batch_sets = -(-n_sets // count)
-    batch_sets = max(1, min(int(batch_sets), n_sets))
+    # the kernel indexes within one (n_var, N, P) block with int
+    widest = max(spec.n_state, spec.n_history, spec.n_exposure, 1)
+    batch_sets = max(1, min(int(batch_sets), n_sets, _INT32_MAX // (n * widest)))
+    if batch_sets < n_sets:  # equal batches rather than a full one and a small one
+        count = -(-n_sets // batch_sets)
+        batch_sets = -(-n_sets // count)
     if chunk_samples is None:
         chunk_samples = max(1, _OUTPUT_BUDGET // max(1, sample * batch_sets))
         # a few launches per batch, so that copies overlap the next chunk
@@ -132,16 +133,35 @@ def initial_arrays(plan: RunPlan, spec: KernelSpec, batch: slice) -> dict[str, n
             "speed_index": speed_index}
 
 
-def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", block: int = 128,
-           batch_sets: int | None = None, chunk_samples: int | None = None,
-           spec: KernelSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _progress_bar(enabled: bool, total: int, label: str):
+    if not enabled:
+        return contextlib.nullcontext(lambda advance: None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                   TimeRemainingColumn(), transient=True)
+
+    @contextlib.contextmanager
+    def context():
+        with bar:
+            task = bar.add_task(label, total=total)
+            yield lambda advance: bar.advance(task, advance)
+
+    return context()
+
+
+def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | None = None,
+           block: int = 128, batch_sets: int | None = None, chunk_samples: int | None = None,
+           spec: KernelSpec | None = None, progress: bool = False,
+           label: str = "cuda") -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan`` on ``device``: ``(states, exposures)`` of shapes (T, n_state, N, P) and
     (T, n_exposure, N, P).
 
     ``batch_sets``, ``chunk_samples`` override the :func:`schedule`; ``block`` is the number
-    of threads per block.
+    of threads per block; ``edges`` and ``unroll`` are passed to :func:`build_kernel`;
+    ``progress`` shows a progress bar (set-steps launched) labelled ``label``.
     """
-    spec = spec or build_kernel(plan, edges=edges)
+    spec = spec or build_kernel(plan, edges=edges, unroll=unroll)
     device.load(spec)
     n_sets, n_nodes = plan.n_sets, plan.n_nodes
     n_samples, every = plan.monitor.n_samples, spec.every
@@ -156,10 +176,17 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", block: int = 1
     on_device = {role: device.upload(edge[role]) for _, role in spec.arguments
                  if role.startswith("edge_")}
 
-    dtype = spec.dtype
-    states = np.empty((n_samples, spec.n_state, n_nodes, n_sets), dtype=dtype)
-    exposures = np.empty((n_samples, spec.n_exposure, n_nodes, n_sets), dtype=dtype)
-    seed = int(plan.seed)
+    states = np.empty((n_samples, spec.n_state, n_nodes, n_sets), dtype=spec.dtype)
+    exposures = np.empty((n_samples, spec.n_exposure, n_nodes, n_sets), dtype=spec.dtype)
+    with _progress_bar(progress, n_sets * n_samples * every, label) as advance:
+        _run_batches(device, plan, spec, plan_, on_device, states, exposures, advance)
+    return states, exposures
+
+
+def _run_batches(device, plan, spec, plan_, on_device, states, exposures, advance):
+    """Each batch of sets: upload its initial arrays, launch the chunks, collect the samples."""
+    n_sets, n_nodes, n_samples = plan.n_sets, plan.n_nodes, plan.monitor.n_samples
+    every, dtype, seed = spec.every, spec.dtype, int(plan.seed)
     for start in range(0, n_sets, plan_.batch_sets):
         batch = slice(start, min(n_sets, start + plan_.batch_sets))
         size = batch.stop - batch.start
@@ -186,5 +213,5 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", block: int = 1
             device.download(out_state, states[first:first + count, :, :, batch])
             if spec.n_exposure:
                 device.download(out_exposure, exposures[first:first + count, :, :, batch])
+            advance(size * count * every)
         device.finish()
-    return states, exposures

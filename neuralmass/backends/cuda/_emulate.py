@@ -144,9 +144,9 @@ class EmulatedDevice:
         return self._free
 
 
-def emulate(plan: RunPlan, *, edges: str = "auto", block: int = 32,
+def emulate(plan: RunPlan, *, edges: str = "auto", unroll: int | None = None, block: int = 32,
             batch_sets: int | None = None, chunk_samples: int | None = None,
-            free_bytes: int = 1 << 40) -> tuple[np.ndarray, np.ndarray]:
+            free_bytes: int = 1 << 40, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan`` with the CUDA kernel compiled for the CPU: ``(states, exposures)`` as
     :func:`neuralmass.backends.cuda.run` returns them.
 
@@ -155,5 +155,6 @@ def emulate(plan: RunPlan, *, edges: str = "auto", block: int = 32,
     fit) set the launch geometry, so that tests can cover partial blocks, several batches and
     several chunks.
     """
-    return run_on(EmulatedDevice(free_bytes=free_bytes), plan, edges=edges, block=block,
-                  batch_sets=batch_sets, chunk_samples=chunk_samples)
+    return run_on(EmulatedDevice(free_bytes=free_bytes), plan, edges=edges, unroll=unroll,
+                  block=block, batch_sets=batch_sets, chunk_samples=chunk_samples,
+                  progress=progress, label="cuda (emulated)")

@@ -15,6 +15,9 @@ values (coalesced):
   monitor's samples;
 - ``parameters``: (n_swept, P), the parameters that vary between sets; all others are literals.
 
+Indices within one (n_var, N, P) block are ``int`` (the host keeps n_var × N × P < 2³¹ per
+batch); the offsets of history rows and output samples are ``long long``.
+
 The edge list (CSR by target: ``edge_start`` (N + 1), ``edge_source``, ``edge_weight`` and the
 integer delays ``edge_delay`` (S, nnz) per distinct speed) sits in ``__constant__`` memory when
 it fits and the speed is the same for every set (every thread of a warp then reads the same
@@ -52,6 +55,7 @@ from ._printer import (
     ArrayDeclaration,
     CUDACodePrinter,
     If,
+    Pragma,
     bit_and,
     bit_xor,
     umulhi,
@@ -204,6 +208,19 @@ def _assignments(pairs, prefix: str) -> list:
     return statements
 
 
+def _prune(declarations: list, needed: set) -> list:
+    """The declarations (straight-line code) that ``needed`` depends on, in order: a stage
+    value that no slope reads (Kuramoto's drift ignores θ) is not computed."""
+    needed = set(needed)
+    kept = []
+    for declaration in reversed(declarations):
+        variable = declaration.variable
+        if variable.symbol in needed:
+            kept.append(declaration)
+            needed |= sympy.sympify(variable.value).free_symbols
+    return kept[::-1]
+
+
 def _cse_values(expressions, prefix: str):
     """(declarations of the ``sympy.cse`` temporaries, reduced expressions)."""
     if not expressions:
@@ -291,11 +308,12 @@ def _choose_placement(n_nodes: int, n_edges: int, n_speeds: int, itemsize: int,
     return placement
 
 
-def build_kernel(plan: RunPlan, *, edges: str = "auto") -> KernelSpec:
+def build_kernel(plan: RunPlan, *, edges: str = "auto", unroll: int | None = None) -> KernelSpec:
     """Print the kernel that runs ``plan`` (see the module docstring).
 
     ``edges``: ``"constant"``, ``"global"`` or ``"auto"`` (constant memory when it fits and
-    all sets share one speed).
+    all sets share one speed). ``unroll``: a ``#pragma unroll`` factor for the loop over a
+    node's edges (more loads in flight per thread); ``None`` leaves it to the compiler.
     """
     model = plan.model
     dtype = np.dtype(plan.dtype)
@@ -333,6 +351,7 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto") -> KernelSpec:
     stride_p, stride_np = _int("nm_P"), _int("nm_NP")
     stride_history, stride_state = _int("nm_history_row"), _int("nm_state_sample")
     stride_exposure = _int("nm_exposure_sample")
+    out_row = _int("nm_out_row")
     sample, substep, node, edge = (_int(f"nm_{n}") for n in ("sample", "substep", "node", "edge"))
     step, write_row = _int("nm_step"), _int("nm_write_row")
     edge_begin, edge_end, source, read_row = (_int(f"nm_{n}") for n in
@@ -416,7 +435,7 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto") -> KernelSpec:
         delay_index = edge + (speed * n_edges if several_speeds else 0)
         loop = [
             _declare(source, _load("nm_edge_source", edge), INT),
-            _declare(read_row, bit_and(step - _load("nm_edge_delay", delay_index), mask), INT),
+            _declare(read_row, bit_and(step - _load("nm_edge_delay", delay_index), mask), INT64),
         ]
         delayed_loaded = set()
         for term in live:
@@ -430,6 +449,8 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto") -> KernelSpec:
         loop.append(_declare(weight, _load("nm_edge_weight", edge)))
         for term, total in zip(live, sums, strict=True):
             loop.append(ast.aug_assign(total, "+", weight * couplings[term][0]))
+        if unroll:
+            per_node.append(Pragma(f"unroll {int(unroll)}"))
         per_node.append(ast.For(edge, sympy.Range(edge_begin, edge_end), loop))
         for term, total in zip(live, sums, strict=True):
             per_node.append(_declare(term.symbol, couplings[term][1].xreplace(
@@ -448,21 +469,23 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto") -> KernelSpec:
                                           program.noise[4 * group: 4 * group + count])
 
     per_node.append(ast.Comment(f"one {plan.integrator.name} step"))
+    stepping = []
     for index, block in enumerate(program.blocks):
-        per_node += _assignments(block, f"nm_t{index}_")
+        stepping += _assignments(block, f"nm_t{index}_")
     next_state = [_real(f"nm_next_{s.name}") for s in state_symbols]
-    per_node += _assignments(list(zip(next_state, program.outputs, strict=True)),
+    stepping += _assignments(list(zip(next_state, program.outputs, strict=True)),
                              f"nm_t{len(program.blocks)}_")
+    per_node += _prune(stepping, set(next_state))
     per_node += [ast.Assignment(state_at(v), x) for v, x in enumerate(next_state)]
     per_node += [ast.Assignment(_load("nm_history", write_row * stride_history
                                       + h * stride_np + where), next_state[v])
                  for h, v in enumerate(history_variables)]
 
     def out_state(v):
-        return _load("nm_out_state", sample * stride_state + v * stride_np + where)
+        return _load("nm_out_state", out_row * stride_state + v * stride_np + where)
 
     def out_exposure(e):
-        return _load("nm_out_exposure", sample * stride_exposure + e * stride_np + where)
+        return _load("nm_out_exposure", out_row * stride_exposure + e * stride_np + where)
 
     to_next = dict(zip(state_symbols, next_state, strict=True))
     if average:
@@ -475,9 +498,9 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto") -> KernelSpec:
 
     steps_loop = [_declare(step, step0 + sample * every + substep, INT)]
     if n_hist:
-        steps_loop.append(_declare(write_row, bit_and(step + 1, mask), INT))
+        steps_loop.append(_declare(write_row, bit_and(step + 1, mask), INT64))
     steps_loop.append(ast.For(node, sympy.Range(0, n_nodes), per_node))
-    per_sample: list = []
+    per_sample: list = [_declare(out_row, sample, INT64)]
     if average:
         zero = sympy.Float(0.0)
         per_sample.append(ast.For(node, sympy.Range(0, n_nodes), [
@@ -505,11 +528,11 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto") -> KernelSpec:
 
     # ------------------------------------------------------------------ per thread
     thread: list = [
-        _declare(stride_p, n_sets, INT64),
-        _declare(stride_np, n_nodes * stride_p, INT64),
-        *([_declare(stride_history, n_hist * stride_np, INT64)] if n_hist else []),
-        _declare(stride_state, n_state * stride_np, INT64),
-        _declare(stride_exposure, n_exposure * stride_np, INT64),
+        _declare(stride_p, n_sets, INT),
+        _declare(stride_np, n_nodes * stride_p, INT),
+        *([_declare(stride_history, n_hist * stride_np, INT)] if n_hist else []),
+        _declare(stride_state, n_state * stride_np, INT),
+        _declare(stride_exposure, n_exposure * stride_np, INT),
     ]
     # parameters that are the same in every set, dt and n_node: literals. Declared rather than
     # substituted, so that SymPy does not refold the expressions around the numbers (which

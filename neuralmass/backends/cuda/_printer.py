@@ -226,18 +226,22 @@ class CUDACodePrinter(C99CodePrinter):
     def indent_code(self, code):
         if isinstance(code, str):
             return "".join(self.indent_code(code.splitlines(True)))
-        # C99CodePrinter's indenter also counts parentheses; only braces nest here
+        # C99CodePrinter's indenter counts every parenthesis; here braces nest, and so does a
+        # parameter list that opens a line with "(" and closes it with ")"
         lines, level = [], 0
         for line in code:
             stripped = line.lstrip(" \t")
             if stripped in ("", "\n"):
                 lines.append(stripped)
                 continue
-            if stripped.startswith("}"):
+            text = stripped.rstrip()
+            if text.startswith("}"):
                 level -= 1
             lines.append("    " * level + stripped)
-            if stripped.rstrip().endswith("{"):
+            if text.endswith(("{", "(")):
                 level += 1
+            elif text.endswith(")") and text.count(")") > text.count("("):
+                level -= 1
         return lines
 
 
