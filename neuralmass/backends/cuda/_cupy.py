@@ -68,6 +68,16 @@ class CuPyDevice:
         with self.compute:
             return self.cupy.asarray(np.ascontiguousarray(array))
 
+    def ring(self, shape, past: np.ndarray, rows):
+        cp = self.cupy
+        with self.compute:
+            history = cp.zeros(shape, dtype=past.dtype)
+            if rows is None:
+                history[...] = cp.asarray(past)
+            else:
+                history[cp.asarray(rows)] = cp.asarray(past)
+        return history
+
     def empty(self, shape, dtype):
         with self.compute:
             return self.cupy.empty(shape, dtype=dtype)

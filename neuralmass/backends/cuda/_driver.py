@@ -39,6 +39,10 @@ class Device(Protocol):
     def empty(self, shape: tuple[int, ...], dtype) -> Any:
         """An uninitialised device array."""
 
+    def ring(self, shape: tuple[int, ...], past: np.ndarray, rows: np.ndarray | None) -> Any:
+        """A device array of ``shape`` (B rows) holding ``past`` in ``rows`` (zeros
+        elsewhere), or ``past`` (one row) in every row when ``rows`` is None."""
+
     def launch(self, grid: int, block: int, arguments: list) -> None:
         """Launch the kernel; ``arguments`` mixes device arrays and NumPy scalars."""
 
@@ -102,34 +106,36 @@ def _per_set(value, n_sets: int, batch: slice, dtype) -> np.ndarray:
 
 
 def initial_arrays(plan: RunPlan, spec: KernelSpec, batch: slice) -> dict[str, np.ndarray]:
-    """The state (n_state, N, Pb), history (B, n_hist, N, Pb), swept parameters (n_swept, Pb)
-    and speed index (Pb) of the sets in ``batch``, in the kernel's layout and dtype."""
+    """The initial arrays of the sets in ``batch``, in the kernel's layout and dtype: state
+    (n_state, N, Pb), swept parameters (n_swept, Pb), speed index (Pb), and the known rows of
+    the history: ``past`` (H, n_hist, N, Pb) for ring rows ``past_rows`` — H = 1 and
+    ``past_rows = None`` (every row) for a history constant in time. The ring itself
+    (B rows) is only ever built on the device."""
     dtype = spec.dtype
     n_sets = plan.n_sets
-    size = batch.stop - batch.start
     state = np.asarray(plan.initial_state, dtype=np.float64)
     if state.ndim == 2:
         state = np.broadcast_to(state[..., None], state.shape + (n_sets,))
     state = np.ascontiguousarray(state[..., batch], dtype=dtype)
 
-    length, n_hist = spec.history_length, spec.n_history
-    history = np.zeros((length, n_hist, spec.n_nodes, size), dtype=dtype)
-    if plan.initial_history is None:
-        history[:] = state[list(spec.history_variables)][None]
-    elif n_hist:
+    length = spec.history_length
+    if plan.initial_history is None or not spec.n_history:
+        past = np.ascontiguousarray(state[list(spec.history_variables)][None])
+        past_rows = None
+    else:
         names = plan.model.coupled_variables
         live = [names.index(plan.model.state_names[v]) for v in spec.history_variables]
         past = np.asarray(plan.initial_history, dtype=np.float64)[:, live]
         if past.ndim == 3:
             past = np.broadcast_to(past[..., None], past.shape + (n_sets,))
+        past = np.ascontiguousarray(past[..., batch], dtype=dtype)
         horizon = past.shape[0]
-        rows = (np.arange(horizon) - (horizon - 1)) & (length - 1)
-        history[rows] = past[..., batch]
+        past_rows = ((np.arange(horizon) - (horizon - 1)) & (length - 1)).astype(np.int64)
 
     parameters = np.stack([_per_set(plan.params[name], n_sets, batch, dtype)
                            for name in spec.swept]) if spec.swept else np.zeros(1, dtype)
     speed_index = np.ascontiguousarray(plan.speed_index[batch], dtype=np.int32)
-    return {"state": state, "history": history, "parameters": parameters,
+    return {"state": state, "past": past, "past_rows": past_rows, "parameters": parameters,
             "speed_index": speed_index}
 
 
@@ -191,8 +197,11 @@ def _run_batches(device, plan, spec, plan_, on_device, states, exposures, advanc
         batch = slice(start, min(n_sets, start + plan_.batch_sets))
         size = batch.stop - batch.start
         host = initial_arrays(plan, spec, batch)
-        for role in ("state", "history", "parameters", "speed_index"):
+        for role in ("state", "parameters", "speed_index"):
             on_device[role] = device.upload(host[role])
+        on_device["history"] = device.ring(
+            (spec.history_length, spec.n_history, n_nodes, size), host["past"],
+            host["past_rows"])
         chunk = plan_.chunk_samples
         buffers = [(device.empty((chunk, spec.n_state, n_nodes, size), dtype),
                     device.empty((chunk, max(1, spec.n_exposure), n_nodes, size), dtype))
