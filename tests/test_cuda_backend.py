@@ -444,11 +444,14 @@ def gpu():
 @pytest.mark.parametrize("model", ["montbrio", "epileptor"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gpu_matches_emulation(gpu, model, dtype):
-    plan = regime_plan(model, dtype=dtype, noise=1e-4 if model == "epileptor" else None)
+    noise = 1e-4 if model == "epileptor" else None
+    plan = regime_plan(model, dtype=dtype, noise=noise)
     got = cuda.run(plan, block=32)
     expected = cuda.emulate(plan, block=BLOCK)
-    # the GPU contracts a*b + c into fma: rounding differs from the host build
-    assert_close(got, expected, 1e-9 if dtype == "float64" else 1e-4)
+    # the GPU contracts a*b + c into fma: rounding differs from the host build (and the noisy
+    # Epileptor amplifies float32 rounding, see STOCHASTIC_FLOAT32_RTOL)
+    single = STOCHASTIC_FLOAT32_RTOL[model] if noise else 1e-4
+    assert_close(got, expected, 1e-9 if dtype == "float64" else single)
     if plan.noise_std is None:
         assert_close(got, reference(model), 1e-9 if dtype == "float64" else 1e-4)
 

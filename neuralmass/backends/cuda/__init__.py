@@ -29,13 +29,14 @@ __all__ = ["CUDACodePrinter", "KernelSpec", "build_kernel", "emulate", "generate
            "kernel_source", "run"]
 
 
-def run(plan: RunPlan, *, block: int = 128, edges: str = "auto", unroll: int | None = None,
+def run(plan: RunPlan, *, block: int | None = None, edges: str = "auto", unroll: int | None = None,
         batch_sets: int | None = None, chunk_samples: int | None = None,
         options: tuple[str, ...] = (), progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan`` on the current CUDA device; returns ``(states, exposures)``, NumPy arrays
     of shapes (T, n_state, N, P) and (T, n_exposure, N, P).
 
-    One thread simulates one parameter set (``block`` threads per block). The kernel is
+    One thread simulates one parameter set (``block`` threads per block; by default 128, or
+    fewer when there are too few sets to give every multiprocessor four blocks). The kernel is
     compiled by NVRTC through ``cupy.RawModule`` and cached by the sha256 of its source (CuPy
     also caches on disk). The device holds, per set, the history of the coupled variables
     (B × n_hist × N values, B the power of two ≥ max delay + 2: ~311 kB per coupled

@@ -43,14 +43,15 @@ class CuPyDevice:
         self.copy = cp.cuda.Stream(non_blocking=True)
         self._pending: list[tuple[object, object, np.ndarray, np.ndarray]] = []
         self._copy_done: dict[int, object] = {}  # id(device array) → event of its last copy
-        self._keep: list = []
+        self._timings: list[tuple[object, object]] = []
+        self.kernel_seconds = 0.0  # time spent in the kernel, summed over launches
 
     # ------------------------------------------------------------------ compilation
     def load(self, spec: KernelSpec) -> None:
         module = _MODULES.get(spec.digest)
         if module is None:
             module = self.cupy.RawModule(code=spec.source, options=self.options)
-            module.compile()
+            module.get_function(spec.name)  # compiles (NVRTC), raising with the log if it fails
             _MODULES[spec.digest] = module
         self.module = module
         self.kernel = module.get_function(spec.name)
@@ -61,7 +62,7 @@ class CuPyDevice:
             array = np.ascontiguousarray(array)
             if array.size:
                 view = cp.ndarray(array.shape, array.dtype, self.module.get_global(name))
-                view.set(array)
+                view.set(array, stream=self.compute)
 
     # ------------------------------------------------------------------ memory
     def upload(self, array: np.ndarray):
@@ -89,14 +90,20 @@ class CuPyDevice:
         free, _ = cp.cuda.runtime.memGetInfo()
         return int(free)
 
+    def multiprocessors(self) -> int:
+        return int(self.cupy.cuda.Device().attributes["MultiProcessorCount"])
+
     # ------------------------------------------------------------------ launches and copies
     def launch(self, grid: int, block: int, arguments: list) -> None:
         for argument in arguments:  # do not overwrite a buffer whose copy is in flight
             event = self._copy_done.pop(id(argument), None)
             if event is not None:
                 self.compute.wait_event(event)
-        self.kernel((grid,), (block,), tuple(arguments), stream=self.compute)
+        start = self.compute.record()
+        with self.compute:  # RawKernel launches on the current stream
+            self.kernel((grid,), (block,), tuple(arguments))
         self._launched = self.compute.record()
+        self._timings.append((start, self._launched))
 
     def download(self, array, out: np.ndarray) -> None:
         cp = self.cupy
@@ -104,7 +111,7 @@ class CuPyDevice:
         pinned = cp.cuda.alloc_pinned_memory(array[:count].nbytes)
         host = np.frombuffer(pinned, array.dtype, array[:count].size).reshape(out.shape)
         self.copy.wait_event(self._launched)
-        array[:count].get(stream=self.copy, out=host)
+        array[:count].get(stream=self.copy, out=host, blocking=False)
         done = self.copy.record()
         self._copy_done[id(array)] = done
         self._pending.append((done, pinned, host, out))
@@ -121,3 +128,6 @@ class CuPyDevice:
         self._drain(keep=0)
         self.copy.synchronize()
         self._copy_done.clear()
+        get_time = self.cupy.cuda.get_elapsed_time
+        self.kernel_seconds += sum(get_time(a, b) for a, b in self._timings) / 1e3
+        self._timings.clear()

@@ -17,7 +17,7 @@ import numpy as np
 from ...plan import RunPlan
 from ._kernel import KernelSpec, build_kernel
 
-__all__ = ["Device", "Schedule", "run_on", "schedule"]
+__all__ = ["Device", "Schedule", "auto_block", "run_on", "schedule"]
 
 # Device bytes for one chunk of monitor output (each of the two buffers).
 _OUTPUT_BUDGET = 256 << 20
@@ -57,6 +57,9 @@ class Device(Protocol):
     def free_bytes(self) -> int:
         """Device memory available for one batch."""
 
+    def multiprocessors(self) -> int:
+        """Streaming multiprocessors (for the choice of the block size)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
@@ -66,6 +69,16 @@ class Schedule:
     batch_sets: int
     chunk_samples: int
     block: int
+
+
+def auto_block(n_sets: int, multiprocessors: int) -> int:
+    """Threads per block: the largest of 128, 96, 64, 32 that still gives every
+    multiprocessor 4 blocks, else 32 — with few sets, small blocks spread the warps over more
+    multiprocessors (each thread's loads are latency-bound)."""
+    for block in (128, 96, 64):
+        if -(-n_sets // block) >= 4 * multiprocessors:
+            return block
+    return 32
 
 
 def schedule(spec: KernelSpec, n_sets: int, n_samples: int, free_bytes: int, *,
@@ -157,15 +170,15 @@ def _progress_bar(enabled: bool, total: int, label: str):
 
 
 def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | None = None,
-           block: int = 128, batch_sets: int | None = None, chunk_samples: int | None = None,
-           spec: KernelSpec | None = None, progress: bool = False,
+           block: int | None = None, batch_sets: int | None = None,
+           chunk_samples: int | None = None, spec: KernelSpec | None = None, progress: bool = False,
            label: str = "cuda") -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan`` on ``device``: ``(states, exposures)`` of shapes (T, n_state, N, P) and
     (T, n_exposure, N, P).
 
     ``batch_sets``, ``chunk_samples`` override the :func:`schedule`; ``block`` is the number
-    of threads per block; ``edges`` and ``unroll`` are passed to :func:`build_kernel`;
-    ``progress`` shows a progress bar (set-steps launched) labelled ``label``.
+    of threads per block (default :func:`auto_block`); ``edges`` and ``unroll`` are passed to
+    :func:`build_kernel`; ``progress`` shows a progress bar (set-steps launched) labelled ``label``.
     """
     spec = spec or build_kernel(plan, edges=edges, unroll=unroll)
     device.load(spec)
@@ -174,8 +187,11 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | 
     if plan.monitor.n_steps_simulated >= _INT32_MAX:
         raise ValueError(f"the CUDA backend counts steps with int: n_steps must be < 2**31, "
                          f"but got {plan.monitor.n_steps_simulated}")
-    plan_ = schedule(spec, n_sets, n_samples, device.free_bytes(), block=block,
+    plan_ = schedule(spec, n_sets, n_samples, device.free_bytes(), block=block or 128,
                      batch_sets=batch_sets, chunk_samples=chunk_samples)
+    if block is None:
+        plan_ = dataclasses.replace(plan_, block=auto_block(plan_.batch_sets,
+                                                            device.multiprocessors()))
 
     edge = spec.edge_arrays(plan)
     device.set_constants({name: edge[role] for name, role in spec.constants})

@@ -151,6 +151,9 @@ class EmulatedDevice:
     def free_bytes(self) -> int:
         return self._free
 
+    def multiprocessors(self) -> int:
+        return os.cpu_count() or 1
+
 
 def emulate(plan: RunPlan, *, edges: str = "auto", unroll: int | None = None, block: int = 32,
             batch_sets: int | None = None, chunk_samples: int | None = None,
