@@ -16,7 +16,7 @@ parameter sets, float32, temporal average over 100 ms. For each model and P it p
 
 Runs only where CuPy and a GPU exist::
 
-    uv run python benchmarks/cuda_sweep.py --quick          # < 3 minutes on an H100
+    uv run python benchmarks/cuda_sweep.py --quick          # ~2 minutes on an H200
     uv run python benchmarks/cuda_sweep.py --unroll 0 8 16  # compare edge-loop unrolling
 
 Results go to ``benchmarks/RESULTS.md`` by hand, with the card, date and command.
@@ -76,11 +76,11 @@ def make_run(model: str, n_sets: int, n_steps: int, connectivity):
                      integrator="heun", monitors=MONITOR, dtype="float32", initial_state=state)
 
 
-def time_cuda(plan, unroll, repeats):
+def time_cuda(plan, unroll, repeats, edges="auto"):
     """(end-to-end seconds, kernel seconds, kernel) of the best of ``repeats`` runs."""
     from neuralmass.backends.cuda._cupy import CuPyDevice
 
-    spec = cuda.build_kernel(plan, unroll=unroll or None)
+    spec = cuda.build_kernel(plan, unroll=unroll or None, edges=edges)
     best = None
     for _ in range(repeats):
         device = CuPyDevice()
@@ -133,7 +133,13 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--unroll", nargs="+", type=int, default=[0],
                         help="#pragma unroll factors of the edge loop to compare (0: none)")
+    parser.add_argument("--edges", nargs="+", default=["auto"],
+                        help="where the edge list lives: auto, constant, global (to compare)")
     parser.add_argument("--no-jax", action="store_true")
+    parser.add_argument("--jax-max-sets", type=int, default=None,
+                        help="run JAX only up to this P (default: 1,024 with --quick, else "
+                             "all; on an H200 JAX compiled P = 32,768 for 2 min 44 s and then "
+                             "ran out of memory)")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
 
@@ -159,24 +165,27 @@ def main(argv=None) -> int:
 
     results = []
     for model in args.models:
-        warm = make_run(model, 1024, 20, connectivity)
-        for unroll in args.unroll:
-            time_cuda(warm, unroll, 1)  # compile once (cached by source hash)
+        warm = make_run(model, 128, 1000, connectivity)
+        variants = [(edges, unroll) for edges in args.edges for unroll in args.unroll]
+        for edges, unroll in variants:
+            time_cuda(warm, unroll, 1, edges)  # compile once (cached by source hash)
         for n_sets in args.sets:
             plan = make_run(model, n_sets, args.steps, connectivity)
             set_steps = n_sets * plan.monitor.n_steps_simulated
-            for unroll in args.unroll:
-                wall, kernel, spec = time_cuda(plan, unroll, repeats)
+            for edges, unroll in variants:
+                wall, kernel, spec = time_cuda(plan, unroll, repeats, edges)
                 moved = set_steps * nnz * spec.n_history * 4
                 floor = bandwidth / (nnz * spec.n_history * 4)
                 row = dict(model=model, n_sets=n_sets, steps=args.steps, unroll=unroll,
+                           edges=spec.constants and "constant" or "global",
                            n_cvar=spec.n_history, wall_s=wall, kernel_s=kernel,
                            set_steps_per_s=set_steps / wall,
                            kernel_set_steps_per_s=set_steps / kernel,
                            effective_gb_s=moved / kernel / 1e9,
                            floor_set_steps_per_s=floor)
                 results.append(row)
-                print(f"{model:9s} P={n_sets:>8,d} unroll={unroll or '-':>2}  cuda "
+                print(f"{model:9s} P={n_sets:>8,d} {row['edges']:8s} unroll={unroll or '-':>2}  "
+                      f"cuda "
                       f"{row['set_steps_per_s']:.3g} set-steps/s end to end ({wall:.2f} s), "
                       f"kernel {row['kernel_set_steps_per_s']:.3g} "
                       f"({row['effective_gb_s']:.0f} GB/s = "
@@ -184,10 +193,12 @@ def main(argv=None) -> int:
                       f"{floor:.3g})", flush=True)
         if not args.no_jax:
             cp.get_default_memory_pool().free_all_blocks()
+            limit = args.jax_max_sets or (1024 if args.quick else max(args.sets))
             for n_sets in args.sets:
                 plan = make_run(model, n_sets, args.steps, connectivity)
                 free, _ = cp.cuda.runtime.memGetInfo()
-                outcome = time_jax(plan, free)
+                outcome = time_jax(plan, free) if n_sets <= limit else \
+                    f"not run (P > --jax-max-sets {limit})"
                 set_steps = n_sets * plan.monitor.n_steps_simulated
                 for row in results:
                     if row["model"] == model and row["n_sets"] == n_sets:
@@ -205,6 +216,8 @@ def main(argv=None) -> int:
             if isinstance(jax_value, float) else "—"
         jax_text = f"{jax_value:.3g}" if isinstance(jax_value, float) else jax_value
         label = f"{row['model']}" + (f" (unroll {row['unroll']})" if row["unroll"] else "")
+        if len(args.edges) > 1:
+            label += f" ({row['edges']} edges)"
         print(f"| {label} | {row['n_sets']:,} | {row['set_steps_per_s']:.3g} | "
               f"{row['kernel_set_steps_per_s']:.3g} | {row['effective_gb_s']:.0f} | "
               f"{row['effective_gb_s'] * 1e9 / bandwidth:.0%} | {jax_text} | {ratio} |")

@@ -368,7 +368,7 @@ def test_philox_known_answers():
     counters = np.array([c for c, _, _ in PHILOX_KNOWN_ANSWERS], dtype=np.uint32)
     keys = np.array([k for _, k, _ in PHILOX_KNOWN_ANSWERS], dtype=np.uint32)
     words = np.zeros_like(counters)
-    device.launch(1, 4, [counters, keys, words, np.int32(len(counters))])
+    device.launch((1, 1), 4, [[counters, keys, words, np.int32(len(counters))]])
     expected = np.array([w for _, _, w in PHILOX_KNOWN_ANSWERS], dtype=np.uint32)
     np.testing.assert_array_equal(words, expected)
 

@@ -94,14 +94,16 @@ class CuPyDevice:
         return int(self.cupy.cuda.Device().attributes["MultiProcessorCount"])
 
     # ------------------------------------------------------------------ launches and copies
-    def launch(self, grid: int, block: int, arguments: list) -> None:
-        for argument in arguments:  # do not overwrite a buffer whose copy is in flight
+    def launch(self, grid, block: int, launches: list) -> None:
+        for argument in launches[0]:  # do not overwrite a buffer whose copy is in flight
             event = self._copy_done.pop(id(argument), None)
             if event is not None:
                 self.compute.wait_event(event)
+        grid = (grid, 1) if isinstance(grid, int) else tuple(grid)
         start = self.compute.record()
         with self.compute:  # RawKernel launches on the current stream
-            self.kernel((grid,), (block,), tuple(arguments))
+            for arguments in launches:
+                self.kernel(grid, (block,), tuple(arguments))
         self._launched = self.compute.record()
         self._timings.append((start, self._launched))
 

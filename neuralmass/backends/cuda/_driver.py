@@ -22,6 +22,7 @@ __all__ = ["Device", "Schedule", "auto_block", "run_on", "schedule"]
 # Device bytes for one chunk of monitor output (each of the two buffers).
 _OUTPUT_BUDGET = 256 << 20
 _INT32_MAX = 2**31 - 1
+_SCALARS = ("n_sets", "set_offset", "step", "sample", "substep", "seed_lo", "seed_hi")
 
 
 class Device(Protocol):
@@ -43,8 +44,9 @@ class Device(Protocol):
         """A device array of ``shape`` (B rows) holding ``past`` in ``rows`` (zeros
         elsewhere), or ``past`` (one row) in every row when ``rows`` is None."""
 
-    def launch(self, grid: int, block: int, arguments: list) -> None:
-        """Launch the kernel; ``arguments`` mixes device arrays and NumPy scalars."""
+    def launch(self, grid: tuple[int, int], block: int, launches: list[list]) -> None:
+        """Launch the kernel once per argument list, in order (one step each) on a
+        ``grid`` of (blocks of sets, nodes); arguments mix device arrays and NumPy scalars."""
 
     def download(self, array: Any, out: np.ndarray) -> None:
         """Copy the leading ``out.shape[0]`` samples of ``array`` into ``out`` (a view of the
@@ -64,21 +66,21 @@ class Device(Protocol):
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     """How a run is split: sets in batches of ``batch_sets``, samples in chunks of
-    ``chunk_samples`` (``chunk_samples * every`` steps per launch)."""
+    ``chunk_samples`` (``chunk_samples * every`` launches, one per step, then a copy back);
+    ``block`` threads per block."""
 
     batch_sets: int
     chunk_samples: int
     block: int
 
 
-def auto_block(n_sets: int, multiprocessors: int) -> int:
-    """Threads per block: the largest of 128, 96, 64, 32 that still gives every
-    multiprocessor 4 blocks, else 32 — with few sets, small blocks spread the warps over more
-    multiprocessors (each thread's loads are latency-bound)."""
-    for block in (128, 96, 64):
-        if -(-n_sets // block) >= 4 * multiprocessors:
-            return block
-    return 32
+def auto_block(n_sets: int, n_nodes: int, multiprocessors: int) -> int:
+    """Threads per block (of one node's consecutive sets): 128, or the multiple of 32 that
+    covers fewer sets, or fewer when that would leave multiprocessors with under 4 blocks."""
+    block = min(128, 32 * -(-n_sets // 32))
+    while block > 32 and -(-n_sets // block) * n_nodes < 4 * multiprocessors:
+        block -= 32
+    return block
 
 
 def schedule(spec: KernelSpec, n_sets: int, n_samples: int, free_bytes: int, *,
@@ -109,7 +111,6 @@ def schedule(spec: KernelSpec, n_sets: int, n_samples: int, free_bytes: int, *,
         # a few launches per batch, so that copies overlap the next chunk
         chunk_samples = min(chunk_samples, max(1, -(-n_samples // 4)))
     chunk_samples = max(1, min(int(chunk_samples), n_samples))
-    chunk_samples = min(chunk_samples, max(1, _INT32_MAX // (spec.every * 2)))
     return Schedule(batch_sets, chunk_samples, int(block))
 
 
@@ -190,7 +191,7 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | 
     plan_ = schedule(spec, n_sets, n_samples, device.free_bytes(), block=block or 128,
                      batch_sets=batch_sets, chunk_samples=chunk_samples)
     if block is None:
-        plan_ = dataclasses.replace(plan_, block=auto_block(plan_.batch_sets,
+        plan_ = dataclasses.replace(plan_, block=auto_block(plan_.batch_sets, n_nodes,
                                                             device.multiprocessors()))
 
     edge = spec.edge_arrays(plan)
@@ -222,21 +223,35 @@ def _run_batches(device, plan, spec, plan_, on_device, states, exposures, advanc
         buffers = [(device.empty((chunk, spec.n_state, n_nodes, size), dtype),
                     device.empty((chunk, max(1, spec.n_exposure), n_nodes, size), dtype))
                    for _ in range(2 if n_samples > chunk else 1)]
+        base = [None if role in _SCALARS else on_device.get(role) for _, role in spec.arguments]
+        where = {role: index for index, (_, role) in enumerate(spec.arguments)}
+        fixed = {"n_sets": np.int32(size), "set_offset": np.int32(batch.start),
+                 "seed_lo": np.uint32(seed & 0xFFFFFFFF),
+                 "seed_hi": np.uint32((seed >> 32) & 0xFFFFFFFF)}
+        for role, value in fixed.items():
+            if role in where:
+                base[where[role]] = value
+        grid = (-(-size // plan_.block), n_nodes)
         for index, first in enumerate(range(0, n_samples, chunk)):
             count = min(chunk, n_samples - first)
             out_state, out_exposure = buffers[index % len(buffers)]
-            on_device["out_state"], on_device["out_exposure"] = out_state, out_exposure
-            scalars = {
-                "n_sets": np.int32(size), "set_offset": np.int32(batch.start),
-                "step0": np.int32(first * every), "n_samples": np.int32(count),
-                "seed_lo": np.uint32(seed & 0xFFFFFFFF),
-                "seed_hi": np.uint32((seed >> 32) & 0xFFFFFFFF),
-            }
-            arguments = [scalars[role] if role in scalars else on_device[role]
-                         for _, role in spec.arguments]
-            device.launch(-(-size // plan_.block), plan_.block, arguments)
+            base[where["out_state"]], base[where["out_exposure"]] = out_state, out_exposure
+            launches = []
+            for sample in range(count):
+                for substep in range(every):
+                    arguments = list(base)
+                    arguments[where["step"]] = np.int32((first + sample) * every + substep)
+                    arguments[where["sample"]] = np.int32(sample)
+                    arguments[where["substep"]] = np.int32(substep)
+                    launches.append(arguments)
+            device.launch(grid, plan_.block, launches)
             device.download(out_state, states[first:first + count, :, :, batch])
             if spec.n_exposure:
                 device.download(out_exposure, exposures[first:first + count, :, :, batch])
             advance(size * count * every)
         device.finish()
+        # release this batch's arrays before the next batch allocates its own
+        for role in ("state", "parameters", "speed_index", "history", "out_state",
+                     "out_exposure"):
+            on_device.pop(role, None)
+        del buffers, out_state, out_exposure, base, launches

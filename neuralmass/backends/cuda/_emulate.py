@@ -2,12 +2,11 @@
 
 The generated source is compiled with ``g++`` after ``cuda_shim.h``, which defines the CUDA
 keywords and built-ins the kernels use (``__global__``, ``__constant__``, ``blockIdx``,
-``threadIdx``, ``blockDim``, ``__umulhi``) and a launcher that runs the grid: blocks in parallel
-(OpenMP), the threads of a block one after the other — exact, since the kernels share nothing
-between threads. The shared library is loaded with ``ctypes`` and driven by the same host loop
-as the GPU (:func:`._driver.run_on`), so continuous integration checks the numbers of the
-kernel that runs on a GPU without one.
-"""
+``threadIdx``, ``blockDim``, ``__umulhi``) and a launcher that runs a 2-D grid: blocks in
+parallel (OpenMP), the threads of a block one after the other — exact, since the threads of a
+launch share nothing (a step reads only rows that earlier launches wrote). The shared library is
+loaded with ``ctypes`` and driven by the same host loop as the GPU (:func:`._driver.run_on`), so
+continuous integration checks the numbers of the kernel that runs on a GPU without one."""
 
 from __future__ import annotations
 
@@ -105,7 +104,8 @@ class EmulatedDevice:
         self._library = compile_emulation(spec)
         self._spec = spec
         self._launch = getattr(self._library, f"{spec.name}_launch")
-        self._launch.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_void_p)]
+        self._launch.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
+                                 ctypes.POINTER(ctypes.c_void_p)]
         self._launch.restype = None
 
     def set_constants(self, arrays: dict[str, np.ndarray]) -> None:
@@ -130,17 +130,19 @@ class EmulatedDevice:
         # poisoned, so that a value the kernel fails to write shows up as NaN
         return np.full(shape, np.nan, dtype=dtype)
 
-    def launch(self, grid: int, block: int, arguments: list) -> None:
-        keep = []  # the ctypes values must outlive the call
-        pointers = (ctypes.c_void_p * len(arguments))()
-        for index, argument in enumerate(arguments):
-            if isinstance(argument, np.ndarray):
-                value = ctypes.c_void_p(argument.ctypes.data)
-            else:
-                value = _C_TYPES[np.dtype(type(argument))](argument)
-            keep.append(value)
-            pointers[index] = ctypes.cast(ctypes.pointer(value), ctypes.c_void_p)
-        self._launch(grid, block, pointers)
+    def launch(self, grid, block: int, launches: list) -> None:
+        grid_x, grid_y = (grid, 1) if isinstance(grid, int) else grid
+        for arguments in launches:
+            keep = []  # the ctypes values must outlive the call
+            pointers = (ctypes.c_void_p * len(arguments))()
+            for index, argument in enumerate(arguments):
+                if isinstance(argument, np.ndarray):
+                    value = ctypes.c_void_p(argument.ctypes.data)
+                else:
+                    value = _C_TYPES[np.dtype(type(argument))](argument)
+                keep.append(value)
+                pointers[index] = ctypes.cast(ctypes.pointer(value), ctypes.c_void_p)
+            self._launch(grid_x, grid_y, block, pointers)
 
     def download(self, array: np.ndarray, out: np.ndarray) -> None:
         out[...] = array[: out.shape[0]]

@@ -1,11 +1,11 @@
 // Host emulation of the CUDA built-ins that neuralmass's generated kernels use.
 //
 // Test infrastructure: the printed kernel source is compiled unchanged as host C++ after this
-// header, and NM_EMULATE(kernel) exports `kernel_launch(grid, block, args)`, which runs the
-// launch grid (blocks in parallel with OpenMP when available, the threads of a block one after
-// the other) with kernel arguments passed as cuLaunchKernel takes them: an array of pointers
-// to the values. The kernels use no shared memory and no __syncthreads, so running the threads
-// of a block in sequence is exact.
+// header, and NM_EMULATE(kernel) exports `kernel_launch(grid_x, grid_y, block, args)`, which
+// runs the launch grid (blocks in parallel with OpenMP when available, the threads of a block
+// one after the other) with kernel arguments passed as cuLaunchKernel takes them: an array of
+// pointers to the values. The kernels use no shared memory and no __syncthreads, and the
+// threads of one launch share nothing, so running them in any order is exact.
 #pragma once
 
 #include <cmath>
@@ -41,12 +41,16 @@ inline void nm_call(void (*kernel)(Args...), void** args, std::index_sequence<I.
 }
 
 template <typename... Args>
-void nm_emulate(void (*kernel)(Args...), unsigned int grid, unsigned int block, void** args) {
+void nm_emulate(void (*kernel)(Args...), unsigned int grid_x, unsigned int grid_y,
+                unsigned int block, void** args) {
+    const long blocks = static_cast<long>(grid_x) * grid_y;
 #pragma omp parallel for schedule(dynamic)
-    for (long b = 0; b < static_cast<long>(grid); ++b) {
-        gridDim.x = grid;
+    for (long b = 0; b < blocks; ++b) {
+        gridDim.x = grid_x;
+        gridDim.y = grid_y;
         blockDim.x = block;
-        blockIdx.x = static_cast<unsigned int>(b);
+        blockIdx.x = static_cast<unsigned int>(b % grid_x);
+        blockIdx.y = static_cast<unsigned int>(b / grid_x);
         for (unsigned int t = 0; t < block; ++t) {
             threadIdx.x = t;
             nm_call(kernel, args, std::index_sequence_for<Args...>{});
@@ -54,7 +58,8 @@ void nm_emulate(void (*kernel)(Args...), unsigned int grid, unsigned int block, 
     }
 }
 
-#define NM_EMULATE(kernel)                                                              \
-    extern "C" void kernel##_launch(unsigned int grid, unsigned int block, void** args) { \
-        nm_emulate(kernel, grid, block, args);                                          \
+#define NM_EMULATE(kernel)                                                                \
+    extern "C" void kernel##_launch(unsigned int grid_x, unsigned int grid_y,             \
+                                    unsigned int block, void** args) {                    \
+        nm_emulate(kernel, grid_x, grid_y, block, args);                                  \
     }
