@@ -135,6 +135,14 @@ def test_dead_coupling_is_not_computed():
     assert cuda.build_kernel(swept).history_variables == (0, 1)
 
 
+def test_exposures_that_are_states_are_not_stored_twice():
+    epileptor = cuda.build_kernel(regime_plan("epileptor", n_steps=10))
+    assert epileptor.exposure_map == (("kernel", 0), ("state", 2))  # lfp = x2 - x1; z
+    assert epileptor.n_exposure == 1
+    montbrio = cuda.build_kernel(regime_plan("montbrio", n_steps=10))
+    assert montbrio.n_exposure == 0 and "nm_out_exposure" not in montbrio.source
+
+
 def test_generated_source_is_what_the_cli_prints():
     from typer.testing import CliRunner
 

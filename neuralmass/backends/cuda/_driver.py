@@ -200,9 +200,14 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | 
                  if role.startswith("edge_")}
 
     states = np.empty((n_samples, spec.n_state, n_nodes, n_sets), dtype=spec.dtype)
-    exposures = np.empty((n_samples, spec.n_exposure, n_nodes, n_sets), dtype=spec.dtype)
+    computed = np.empty((n_samples, spec.n_exposure, n_nodes, n_sets), dtype=spec.dtype)
     with _progress_bar(progress, n_sets * n_samples * every, label) as advance:
-        _run_batches(device, plan, spec, plan_, on_device, states, exposures, advance)
+        _run_batches(device, plan, spec, plan_, on_device, states, computed, advance)
+    if all(kind == "kernel" for kind, _ in spec.exposure_map):
+        return states, computed
+    exposures = np.empty((n_samples, len(spec.exposure_map), n_nodes, n_sets), dtype=spec.dtype)
+    for row, (kind, index) in enumerate(spec.exposure_map):
+        exposures[:, row] = states[:, index] if kind == "state" else computed[:, index]
     return states, exposures
 
 
@@ -235,7 +240,9 @@ def _run_batches(device, plan, spec, plan_, on_device, states, exposures, advanc
         for index, first in enumerate(range(0, n_samples, chunk)):
             count = min(chunk, n_samples - first)
             out_state, out_exposure = buffers[index % len(buffers)]
-            base[where["out_state"]], base[where["out_exposure"]] = out_state, out_exposure
+            base[where["out_state"]] = out_state
+            if spec.n_exposure:
+                base[where["out_exposure"]] = out_exposure
             launches = []
             for sample in range(count):
                 for substep in range(every):
@@ -249,9 +256,10 @@ def _run_batches(device, plan, spec, plan_, on_device, states, exposures, advanc
             if spec.n_exposure:
                 device.download(out_exposure, exposures[first:first + count, :, :, batch])
             advance(size * count * every)
+            del launches, arguments
         device.finish()
         # release this batch's arrays before the next batch allocates its own
         for role in ("state", "parameters", "speed_index", "history", "out_state",
                      "out_exposure"):
             on_device.pop(role, None)
-        del buffers, out_state, out_exposure, base, launches
+        del buffers, out_state, out_exposure, base

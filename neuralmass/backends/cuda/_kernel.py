@@ -15,7 +15,7 @@ warp (same node, consecutive sets) read 32 consecutive values (coalesced) and th
   ``(k + 1) & (B - 1)``, is never a row it reads, ``(k - d) & (B - 1)``: the nodes of a step
   need no synchronisation, and consecutive launches order the steps;
 - ``out_state``/``out_exposure``: (n_samples, n_state|n_exposure, N, P), one chunk of the
-  monitor's samples;
+  monitor's samples (exposures that are plain state variables are left to the host);
 - ``parameters``: (n_swept, P), the parameters that vary between sets; all others are literals.
 
 Why a thread per (set, node) and a launch per step rather than one thread looping over the
@@ -105,7 +105,9 @@ class KernelSpec:
             variables held in the history, in history order. swept: names of the per-set
             parameters, in the order of the ``parameters`` rows.
         every, average: the monitor (steps per sample; mean or last state).
-        n_state, n_exposure, n_nodes, n_edges, n_speeds: sizes.
+        n_state, n_exposure (computed by the kernel), n_nodes, n_edges, n_speeds: sizes.
+        exposure_map: for each of the model's exposures, ``("state", v)`` when it is state
+            variable v (the host copies it) or ``("kernel", k)``, row k of ``out_exposure``.
     """
 
     source: str
@@ -120,6 +122,7 @@ class KernelSpec:
     average: bool
     n_state: int
     n_exposure: int
+    exposure_map: tuple[tuple[str, int], ...]
     n_nodes: int
     n_edges: int
     n_speeds: int
@@ -351,7 +354,16 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto", unroll: int | None = Non
     length = history_length(plan.max_delay)
     mask = length - 1
 
-    exposures = list(model.exposure_expressions)
+    # an exposure that is a state variable is copied from the states by the host: the kernel
+    # computes (and the device stores) only the others
+    exposure_map = []
+    exposures = []
+    for expression in model.exposure_expressions:
+        if expression in state_symbols:
+            exposure_map.append(("state", state_symbols.index(expression)))
+        else:
+            exposure_map.append(("kernel", len(exposures)))
+            exposures.append(expression)
     n_exposure = len(exposures)
 
     # ------------------------------------------------------------------ names
@@ -404,7 +416,8 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto", unroll: int | None = Non
     if n_hist:
         pointer("nm_history", "history", ast.real, const=False)
     pointer("nm_out_state", "out_state", ast.real, const=False)
-    pointer("nm_out_exposure", "out_exposure", ast.real, const=False)
+    if n_exposure:
+        pointer("nm_out_exposure", "out_exposure", ast.real, const=False)
     if swept:
         pointer("nm_parameters", "parameters", ast.real, const=True)
     if several_speeds:
@@ -524,7 +537,7 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto", unroll: int | None = Non
         _declare(stride_np, n_nodes * stride_p, INT),
         *([_declare(stride_history, n_hist * stride_np, INT)] if n_hist else []),
         _declare(stride_state, n_state * stride_np, INT),
-        _declare(stride_exposure, n_exposure * stride_np, INT),
+        *([_declare(stride_exposure, n_exposure * stride_np, INT)] if n_exposure else []),
         _declare(out_row, sample, INT64),
     ]
     if n_hist:
@@ -583,6 +596,7 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto", unroll: int | None = Non
         average=average,
         n_state=n_state,
         n_exposure=n_exposure,
+        exposure_map=tuple(exposure_map),
         n_nodes=n_nodes,
         n_edges=n_edges,
         n_speeds=n_speeds if several_speeds else 1,
