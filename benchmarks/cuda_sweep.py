@@ -5,8 +5,8 @@ Montbrió–Pazó–Roxin and Kuramoto on the bundled 76-region connectome (1,42
 parameter sets, float32, temporal average over 100 ms. For each model and P it prints:
 
 - parameter-set-steps per second of ``neuralmass.backends.cuda`` end to end (compiled kernel
-  cached; host set-up, batches, launches and copies back included) and of the kernel alone
-  (CUDA events around the launches);
+  cached; host set-up, batches, launches and copies back included) and of the kernel (GPU time
+  from the first to the last launch of each chunk, by CUDA events);
 - the effective bandwidth of the delayed reads, sets × steps × nnz × n_cvar × 4 B / kernel
   time (n_cvar: the coupled variables the kernel reads — Montbrió's default cv = 0 leaves r
   only), against the card's copy bandwidth (a 2 GiB device-to-device copy, bytes read plus

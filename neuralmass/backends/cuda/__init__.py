@@ -1,5 +1,5 @@
 """The CUDA backend: kernels printed from the SymPy IR, compiled with NVRTC and launched with
-CuPy; one GPU thread per parameter set.
+CuPy; one GPU thread per parameter set and node, one launch per step.
 
 - :func:`run` runs a :class:`~neuralmass.plan.RunPlan` on the GPU (``simulate(...,
   backend="cuda")``); :func:`emulate` runs the same kernel compiled for the CPU (tests, and
@@ -35,18 +35,18 @@ def run(plan: RunPlan, *, block: int | None = None, edges: str = "auto", unroll:
     """Run ``plan`` on the current CUDA device; returns ``(states, exposures)``, NumPy arrays
     of shapes (T, n_state, N, P) and (T, n_exposure, N, P).
 
-    One thread simulates one parameter set (``block`` threads per block; by default 128, or
-    fewer when there are too few sets to give every multiprocessor four blocks). The kernel is
-    compiled by NVRTC through ``cupy.RawModule`` and cached by the sha256 of its source (CuPy
-    also caches on disk). The device holds, per set, the history of the coupled variables
-    (B × n_hist × N values, B the power of two ≥ max delay + 2: ~311 kB per coupled
-    variable for 76 regions, dt = 0.1 ms, speed 3 mm/ms in float32), the state and two chunks
-    of monitor output; when P sets do not fit in 80 % of the free device memory they run in
-    equal batches one after the other. Each batch is launched in chunks of steps, and the
-    samples of a chunk are copied back (pinned memory, a second stream) while the next chunk
-    runs. ``batch_sets`` and ``chunk_samples`` override those sizes; ``edges`` and ``unroll``
-    are passed to :func:`build_kernel`; ``options`` are extra NVRTC options (e.g.
-    ``("--use_fast_math",)``); ``progress`` shows a progress bar.
+    Thread (p, i) advances node i of parameter set p by one step per launch; a block holds
+    ``block`` consecutive sets of one node (by default 128, or fewer when there are few sets,
+    see :func:`._driver.auto_block`). The kernel is compiled by NVRTC through ``cupy.RawModule``
+    and cached by the sha256 of its source (CuPy also caches on disk). The device holds, per
+    set, the history of the coupled variables (B × n_hist × N values, B the power of two ≥ max
+    delay + 2: ~311 kB per coupled variable for 76 regions, dt = 0.1 ms, speed 3 mm/ms in
+    float32), the state and two chunks of monitor output; when P sets do not fit in 80 % of the
+    free device memory they run in equal batches one after the other. Each batch runs in chunks
+    of steps (one launch per step), and the samples of a chunk are copied back (pinned memory, a
+    second stream) while the next chunk runs. ``batch_sets`` and ``chunk_samples`` override
+    those sizes; ``edges`` and ``unroll`` are passed to :func:`build_kernel`; ``options`` are
+    extra NVRTC options (e.g. ``("--use_fast_math",)``); ``progress`` shows a progress bar.
 
     Raises:
         BackendUnavailableError: without CuPy or a GPU.

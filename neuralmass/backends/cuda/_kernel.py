@@ -19,10 +19,11 @@ warp (same node, consecutive sets) read 32 consecutive values (coalesced) and th
 - ``parameters``: (n_swept, P), the parameters that vary between sets; all others are literals.
 
 Why a thread per (set, node) and a launch per step rather than one thread looping over the
-steps and nodes of a set: a step's cost is nnz delayed loads per set, each behind a dependent
-edge lookup. One thread per set leaves only P threads to hide that latency (on an H200, 9e7
-set-steps/s at P = 32,768, 12 % of the copy bandwidth); N × P threads fill the card at any P,
-and a launch (a few µs) is short next to a step's traffic.
+steps and nodes of its set: a step costs nnz delayed loads per set, each behind a dependent
+edge lookup, and P threads cannot hide that latency. On an H200 (Montbrió, 76 regions, float32)
+one thread per set gave 9e7 set-steps/s at P = 32,768 and 4.8e6 at P = 1,024; one thread per
+(set, node) gives 3.8e8 and 1.2e8 (kernel time), and a launch (a few µs) is short next to a
+step's traffic.
 
 Indices within one (n_var, N, P) block are ``int`` (the host keeps n_var × N × P < 2³¹ per
 batch); the offsets of history rows and output samples are ``long long``.
