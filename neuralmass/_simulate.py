@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .backends import get_backend
+from .backends import DEFAULT_DTYPES, get_backend
 from .connectivity import Connectivity
 from .errors import SimulationError
 from .model import Model
@@ -31,7 +31,7 @@ def simulate(
     initial_state=None,
     initial_history=None,
     monitors=("raw",),
-    dtype: str = "float64",
+    dtype: str | None = None,
     progress: bool = False,
 ) -> Result:
     """Simulate ``model`` on ``connectivity`` for every parameter set in ``params``.
@@ -54,7 +54,8 @@ def simulate(
             arrays, P is taken from the initial conditions (an ensemble of initial states).
         monitors: ``"raw"``, ``"subsample:PERIOD"``, ``"temporal_average:PERIOD"`` (ms) or a
             monitor object, alone or in a 1-tuple.
-        dtype: ``"float64"`` or ``"float32"``.
+        dtype: ``"float64"`` or ``"float32"``; default float32 on the GPU (``"cuda"``) and
+            float64 on the CPU backends, as in design.md §4.
         progress: show a progress bar (backends that run in chunks of steps: numba, cuda).
 
     Returns:
@@ -68,6 +69,8 @@ def simulate(
         model = load_model(model)
     if connectivity is None:
         connectivity = Connectivity.default()
+    if dtype is None:
+        dtype = DEFAULT_DTYPES.get(backend, "float64")
     plan = make_plan(
         model, connectivity, params, dt=dt, n_steps=n_steps, integrator=integrator,
         noise=noise, seed=seed, initial_state=initial_state, initial_history=initial_history,

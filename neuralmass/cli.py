@@ -127,7 +127,8 @@ def run(
     noise: Annotated[float | None, typer.Option(help="diffusion coefficient D")] = None,
     monitor: Annotated[str, typer.Option(
         help="raw, subsample:PERIOD or temporal_average:PERIOD (ms)")] = "temporal_average:1.0",
-    dtype: Annotated[str, typer.Option(help="float64 or float32")] = "float64",
+    dtype: Annotated[str | None, typer.Option(
+        help="float64 or float32 (default: float32 on cuda, float64 otherwise)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the initial state and the noise")] = 0,
     output: Annotated[str | None, typer.Option("-o", "--output", help="write an .npz")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = False,
