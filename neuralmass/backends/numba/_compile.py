@@ -33,7 +33,8 @@ from . import _kernels, _lanes
 
 __all__ = ["cache_root", "loop_fingerprint", "load_module", "compile_kernels"]
 
-_MODEL_FUNCTIONS = ("nm_zeros", "nm_edge", "nm_node", "nm_channels", "nm_exposures")
+_MODEL_FUNCTIONS = ("nm_zeros", "nm_edge", "nm_node", "nm_channels", "nm_exposures",
+                    "nm_record")
 
 
 def cache_root() -> Path:
@@ -120,7 +121,12 @@ def compile_kernels(module: types.ModuleType) -> dict[str, object]:
     for name in _MODEL_FUNCTIONS:
         namespace[name] = numba.njit(inline="always")(namespace[name])
     namespace.update(np=np, prange=numba.prange, load_block=_lanes.load_block,
-                     store_block=_lanes.store_block, normals4=_random.normals4)
+                     store_block=_lanes.store_block, channel_sums=_lanes.channel_sums,
+                     block_channel_sums=_lanes.block_channel_sums,
+                     normals4=_random.normals4)
+    for function in _kernels.TILE_KERNELS:
+        namespace[function.__name__] = numba.njit(cache=True, nogil=True)(
+            _rebind(function, module))
     kernels = {
         function.__name__: numba.njit(cache=True, parallel=True, nogil=True)(
             _rebind(function, module))

@@ -6,22 +6,32 @@ compile-time constants and the ``nm_*`` functions are inlined, so each model get
 specialised to it without any loop source being generated. The names below are placeholders
 that binding replaces.
 
-Data layout (all arrays flat per tile, lane fastest; ``L = NM_LANES`` parameter sets a tile):
+Data layout (flat arrays, lane fastest; ``L = NM_LANES`` parameter sets per tile, ``W =
+NM_CHANNEL_BLOCK`` = channels × L values per node and time):
 
 - ``state[t]``: (N, n_state, L), the state of every node of tile t.
-- ``history``: one flat array; tile t owns ``B_t`` rows from ``history_start[t]``, a ring
-  buffer of power-of-two length ``B_t = history_mask[t] + 1 ≥ max delay + 2``: time τ lives
-  in row ``τ & mask``; a row is (N, n_channels, L). Step k reads rows ``(k - d) & mask`` and
-  writes row ``(k + 1) & mask`` (never read during step k, since ``B_t ≥ max delay + 2``).
+- ``history``: one flat array; tile t owns ``N × B_t × W`` values from ``history_start[t]``,
+  node-major: node j's ring buffer of ``B_t = history_mask[t] + 1 ≥ max delay + 2`` rows,
+  followed by one unused row (a power-of-two node stride would map the same row of every
+  node to the same cache set).
+  Time τ lives in row ``τ & mask``. Step k reads rows ``(k - d) & mask`` and writes row
+  ``(k + 1) & mask``, which no delay reaches during step k since ``B_t ≥ max delay + 2``.
 - ``params[t]``: (n_swept, L) swept parameter values; ``tile_sets[t, p]`` the user's index of
   the set in lane p (lanes ≥ ``tile_valid[t]`` repeat a set and are not recorded).
-- ``sums[t]``: (N, n_state + n_exposures, L) running totals of the temporal average.
-- ``delays[s]``: integer delay of each edge (CSR order) at speed s; ``source_offset[e]`` is
-  the source node of edge e times the channel block ``n_channels * L``.
+- ``totals[t]``: (N, n_state + n_exposures, L) running sums of the temporal average.
+- Edges per speed s (CSR by target, ``indptr``): ``delays[s]``, ``sources[s]``,
+  ``weights[s]``, ordered within each target so that the *near* edges (delay <
+  ``NM_BLOCK``) come first, up to ``near_end[s, i]``. The *far* edges again, ordered by
+  source and delay: ``far_start[s]`` (N + 1 pointers), ``far_delay[s]``, ``far_target[s]``,
+  ``far_weight[s]`` (padded to the longest list over speeds).
 
-Each tile advances ``k_stop - k_start`` steps on its own (``prange`` over tiles), so its
-history stays in cache while it runs; the caller runs the steps in chunks (progress,
-Ctrl-C).
+Steps run in blocks of ``NM_BLOCK``. When every coupling sum is a plain weighted sum of
+history channels (``NM_CHANNEL_SUMS``), a block starts by summing the *far* edges for all
+its steps (their rows are older than the block; :func:`block_channel_sums` reads them source
+by source, so that they stream and overlapping windows are reused from cache);
+each step then adds its near edges, whose rows are recent and in cache. Each tile advances
+``k_stop - k_start`` steps on its own (``prange`` over tiles), so its history stays in cache
+while it runs; the caller runs the steps in chunks (progress, Ctrl-C).
 """
 
 from __future__ import annotations
@@ -30,55 +40,56 @@ import numpy as np
 from numba import prange
 
 from ...random import normals4
-from ._lanes import load_block, store_block
+from ._lanes import block_channel_sums, channel_sums, load_block, store_block
 
-__all__ = ["advance", "initialize", "KERNELS"]
+__all__ = ["advance", "advance_tile", "initialize", "KERNELS", "TILE_KERNELS"]
 
 # ---- bound per model by _compile (placeholders, see the module docstring) -----------------
-NM_NODES = NM_LANES = NM_STATE = NM_CHANNELS = NM_SUMS = NM_EXPOSURES = 0
-NM_STATE_BLOCK = NM_CHANNEL_BLOCK = NM_SWEPT_BLOCK = NM_EXPOSURE_BLOCK = 1
-NM_CHANNEL_VALUES = NM_EXPOSURE_VALUES = 0
-NM_COUPLED = 0
+NM_NODES = NM_LANES = NM_STATE = NM_CHANNELS = NM_SUMS = NM_EXPOSURES = NM_COUPLED = 0
+NM_STATE_BLOCK = NM_CHANNEL_BLOCK = NM_SUM_BLOCK = NM_SWEPT_BLOCK = NM_EXPOSURE_BLOCK = 1
+NM_CHANNEL_VALUES = NM_EXPOSURE_VALUES = NM_PREFETCH = 0
+NM_RECORD_BLOCK = 2
+NM_BLOCK = 1
 NM_COUPLED_STATES = (0,)
-NM_STOCHASTIC = False
-nm_zeros = nm_edge = nm_node = nm_channels = nm_exposures = None
+NM_STOCHASTIC = NM_CHANNEL_SUMS = False
+nm_zeros = nm_edge = nm_node = nm_channels = nm_exposures = nm_record = None
 
 
-def advance(k_start, k_stop, state, history, history_start, history_mask, tile_speed, delays,
-            source_offset, indptr, weights, rowsum, params, tile_sets, tile_valid, key,
-            every, window, sums, out_states, out_exposures):
-    """Advance every tile through steps ``k_start … k_stop - 1`` and record the monitor.
-
-    ``every``: steps per sample; ``window``: (1,) array holding ``every`` in the working
-    dtype when the monitor averages, else 0; samples go to ``out_states`` (T, n_state, N, P)
-    and ``out_exposures`` (T, n_exposure, N, P). ``key``: the Philox key (2,) of the seed.
-    """
-    n_tiles = state.shape[0]
-    row_size = NM_NODES * NM_CHANNEL_BLOCK
-    record_size = NM_STATE_BLOCK + NM_EXPOSURE_BLOCK
-    average = window[0] != 0
-    for t in prange(n_tiles):
-        x = state[t]
-        totals = sums[t]
-        sets = tile_sets[t]
-        n_valid = tile_valid[t]
-        base = history_start[t]
-        mask = history_mask[t]
-        delay = delays[tile_speed[t]]
-        q = load_block(params[t], 0, NM_SWEPT_BLOCK)
-        noise = np.zeros(NM_STATE_BLOCK, state.dtype)
-        for k in range(k_start, k_stop):
-            write = base + ((k + 1) & mask) * row_size
+def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight, near_end,
+                 indptr, far_start, far_delay, far_target, far_weight, rowsum, q, sets,
+                 n_valid, key, every, window, totals, out_states, out_exposures):
+    """Advance one tile through steps ``k_start … k_stop - 1`` (see :func:`advance`)."""
+    node_stride = (mask + 2) * NM_CHANNEL_BLOCK  # one padding row, see the module docstring
+    average = window != 0
+    noise = np.zeros(NM_STATE_BLOCK, x.dtype)
+    far = np.zeros(NM_NODES * NM_BLOCK * NM_SUM_BLOCK if NM_CHANNEL_SUMS else NM_SUM_BLOCK,
+                   x.dtype)
+    block_start = k_start
+    while block_start < k_stop:
+        block_steps = min(NM_BLOCK, k_stop - block_start)
+        if NM_CHANNEL_SUMS:
+            block_channel_sums(history, base, mask, node_stride, block_start, block_steps,
+                               far_start, far_delay, far_target, far_weight, far,
+                               NM_SUM_BLOCK, NM_BLOCK)
+        for k in range(block_start, block_start + block_steps):
+            write = base + ((k + 1) & mask) * NM_CHANNEL_BLOCK
             sample_due = (k + 1) % every == 0
             sample = (k + 1) // every - 1
             for i in range(NM_NODES):
                 xv = load_block(x, i * NM_STATE_BLOCK, NM_STATE_BLOCK)
                 acc = nm_zeros()
-                if NM_SUMS > 0:
+                if NM_CHANNEL_SUMS:
+                    acc = channel_sums(
+                        history, base, mask, node_stride, k, delay, source, weight, indptr[i],
+                        near_end[i], far,
+                        (i * NM_BLOCK + k - block_start) * NM_SUM_BLOCK, NM_SUM_BLOCK,
+                        NM_PREFETCH)
+                elif NM_SUMS > 0:
                     for e in range(indptr[i], indptr[i + 1]):
-                        offset = base + ((k - delay[e]) & mask) * row_size + source_offset[e]
+                        offset = base + source[e] * node_stride + \
+                            ((k - delay[e]) & mask) * NM_CHANNEL_BLOCK
                         acc = nm_edge(acc, load_block(history, offset, NM_CHANNEL_BLOCK),
-                                      weights[e], xv, q)
+                                      weight[e], xv, q)
                 z = xv
                 if NM_STOCHASTIC:
                     for p in range(NM_LANES):
@@ -90,26 +101,23 @@ def advance(k_start, k_stop, state, history, history_start, history_mask, tile_s
                 out = nm_node(xv, acc, z, q, rowsum[i])
                 store_block(x, i * NM_STATE_BLOCK, out, 0, NM_STATE_BLOCK)
                 if NM_CHANNELS > 0:
-                    store_block(history, write + i * NM_CHANNEL_BLOCK, out, NM_STATE_BLOCK,
+                    store_block(history, write + i * node_stride, out, NM_STATE_BLOCK,
                                 NM_CHANNEL_VALUES)
-                record = i * record_size
+                record = i * NM_RECORD_BLOCK
                 if average:
-                    exposures = nm_exposures(out, q)
-                    for m in range(NM_STATE_BLOCK):
-                        totals[record + m] += out[m]
-                    for m in range(NM_EXPOSURE_VALUES):
-                        totals[record + NM_STATE_BLOCK + m] += exposures[m]
+                    total = nm_record(load_block(totals, record, NM_RECORD_BLOCK), out, q)
+                    store_block(totals, record, total, 0, NM_RECORD_BLOCK)
                 if sample_due:
                     if average:
                         for v in range(NM_STATE):
                             for p in range(n_valid):
                                 m = record + v * NM_LANES + p
-                                out_states[sample, v, i, sets[p]] = totals[m] / window[0]
+                                out_states[sample, v, i, sets[p]] = totals[m] / window
                         for v in range(NM_EXPOSURES):
                             for p in range(n_valid):
                                 m = record + NM_STATE_BLOCK + v * NM_LANES + p
-                                out_exposures[sample, v, i, sets[p]] = totals[m] / window[0]
-                        for m in range(record_size):
+                                out_exposures[sample, v, i, sets[p]] = totals[m] / window
+                        for m in range(NM_RECORD_BLOCK):
                             totals[record + m] = 0
                     else:
                         exposures = nm_exposures(out, q)
@@ -120,6 +128,29 @@ def advance(k_start, k_stop, state, history, history_start, history_mask, tile_s
                             for p in range(n_valid):
                                 out_exposures[sample, v, i, sets[p]] = \
                                     exposures[v * NM_LANES + p]
+        block_start += block_steps
+
+
+def advance(k_start, k_stop, state, history, history_start, history_mask, tile_speed, delays,
+            sources, weights, near_end, indptr, far_start, far_delay, far_target, far_weight,
+            rowsum, params, tile_sets, tile_valid, key, every, window, totals, out_states,
+            out_exposures):
+    """Advance every tile through steps ``k_start … k_stop - 1`` and record the monitor.
+
+    ``every``: steps per sample; ``window``: ``every`` in the working dtype when the monitor
+    averages, else 0; samples go to ``out_states`` (T, n_state, N, P) and ``out_exposures``
+    (T, n_exposure, N, P). ``key``: the Philox key (2,) of the seed. ``indptr`` and
+    ``near_end`` are uint64 (no negative-index checks in the edge loops). ``far_*[s]``: the
+    far edges at speed s ordered by source node (``far_start[s]``, N + 1 pointers), then by
+    delay, for :func:`block_channel_sums`.
+    """
+    for t in prange(state.shape[0]):
+        s = tile_speed[t]
+        advance_tile(k_start, k_stop, state[t], history, history_start[t], history_mask[t],
+                     delays[s], sources[s], weights[s], near_end[s], indptr, far_start[s],
+                     far_delay[s], far_target[s], far_weight[s], rowsum,
+                     load_block(params[t], 0, NM_SWEPT_BLOCK), tile_sets[t], tile_valid[t],
+                     key, every, window, totals[t], out_states, out_exposures)
 
 
 def initialize(state, history, history_start, history_mask, history_rows, params, tile_sets,
@@ -131,7 +162,6 @@ def initialize(state, history, history_start, history_mask, history_rows, params
     constant in time and equal to the initial state.
     """
     n_tiles = state.shape[0]
-    row_size = NM_NODES * NM_CHANNEL_BLOCK
     n_rows_given = initial_history.shape[0]
     state_sets = initial_state.shape[2]
     history_sets = initial_history.shape[3]
@@ -148,8 +178,9 @@ def initialize(state, history, history_start, history_mask, history_rows, params
         if NM_CHANNELS == 0:
             continue
         rows = history_rows[t]
+        node_stride = (history_mask[t] + 2) * NM_CHANNEL_BLOCK
         for r in range(rows):
-            start = history_start[t] + ((r - (rows - 1)) & history_mask[t]) * row_size
+            start = history_start[t] + ((r - (rows - 1)) & history_mask[t]) * NM_CHANNEL_BLOCK
             for i in range(NM_NODES):
                 for m in range(NM_STATE_BLOCK):
                     scratch[m] = x[i * NM_STATE_BLOCK + m]
@@ -161,8 +192,10 @@ def initialize(state, history, history_start, history_mask, history_rows, params
                             column = sets[p] if history_sets > 1 else 0
                             scratch[v * NM_LANES + p] = initial_history[source_row, c, i, column]
                 channels = nm_channels(load_block(scratch, 0, NM_STATE_BLOCK), q)
-                store_block(history, start + i * NM_CHANNEL_BLOCK, channels, 0,
+                store_block(history, start + i * node_stride, channels, 0,
                             NM_CHANNEL_VALUES)
 
 
+# compiled per model: the tile loops first (called by the parallel ones)
+TILE_KERNELS = (advance_tile,)
 KERNELS = (advance, initialize)

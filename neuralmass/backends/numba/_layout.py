@@ -42,7 +42,7 @@ class Tiles:
 
     def history_starts(self, row_size: int) -> tuple[np.ndarray, int]:
         """Offset of each tile's buffer in the flat history and its total length."""
-        sizes = (self.history_mask + 1) * row_size
+        sizes = (self.history_mask + 2) * row_size  # + 1 padding row per node
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         return starts, int(sizes.sum())
 

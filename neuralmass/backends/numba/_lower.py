@@ -29,6 +29,8 @@ Functions of the module (``L`` lanes; sizes below are tuple lengths):
   from the sums, then the :func:`~neuralmass.scheme.step_program`); returns the new state
   (``n_state * L``) followed by its channels (``n_channels * L``).
 - ``nm_channels(nm_x, nm_q)``, ``nm_exposures(nm_x, nm_q)``.
+- ``nm_record(nm_total, nm_x, nm_q)``: running totals of the temporal average, state then
+  exposures (``(n_state + n_exposures) * L``).
 
 Tuples that would be empty hold one unused zero (Numba cannot index empty tuples).
 """
@@ -126,6 +128,7 @@ class Lowering:
 
     source: str
     lanes: int
+    block: int
     n_nodes: int
     n_state: int
     n_channels: int
@@ -243,10 +246,16 @@ def _padded(values: list) -> list:
     return values if values else [sympy.Float(0.0)]
 
 
-def lower(plan: RunPlan, lanes: int, *, header: str = "") -> Lowering:
-    """Print the model functions of ``plan`` for tiles of ``lanes`` parameter sets."""
+def lower(plan: RunPlan, lanes: int, *, header: str = "", prefetch: int = 0,
+          block: int = 32) -> Lowering:
+    """Print the model functions of ``plan`` for tiles of ``lanes`` parameter sets.
+
+    ``prefetch``: how many edges ahead the coupling loop prefetches history (0: none);
+    ``block``: steps per block of the far-edge sums (see :mod:`._kernels`).
+    """
     model = plan.model
     L = int(lanes)
+    block_steps = int(block)
     fixed = dict(plan.fixed_substitutions)
     printer = NumbaPrinter(plan.dtype)
     program = step_program(model, plan.integrator, plan.noise_std).substitute(fixed)
@@ -319,6 +328,13 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "") -> Lowering:
     exposure_outputs = [_AsDtype(e.xreplace(inputs(p))) for e in exposures for p in range(L)]
     functions.append(function_source("nm_exposures", [x, q], [], _padded(exposure_outputs),
                                      printer))
+    total = sympy.IndexedBase("nm_total")
+    record = [_AsDtype(total[m] + x[m]) for m in range(n_state * L)]
+    record += [_AsDtype(total[n_state * L + m] + value.args[0])
+               for m, value in enumerate(exposure_outputs)]
+    if not exposure_outputs:  # the padding slot of the exposure block
+        record.append(_AsDtype(total[n_state * L]))
+    functions.append(function_source("nm_record", [total, x, q], [], record, printer))
 
     coupled_states = tuple(model.state_names.index(c) for c in model.coupled_variables)
     constants = {
@@ -330,6 +346,8 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "") -> Lowering:
         "NM_SWEPT": len(swept),
         "NM_EXPOSURES": n_exposures,
         "NM_STOCHASTIC": plan.noise_std is not None,
+        # every sum is a plain weighted sum of one history channel, in channel order
+        "NM_CHANNEL_SUMS": coupling.sums == [_delayed_symbol(m) for m in range(n_channels)],
         "NM_COUPLED": len(coupled_states),
         "NM_COUPLED_STATES": coupled_states or (0,),
         # tuple lengths (at least 1, see the module docstring)
@@ -340,6 +358,9 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "") -> Lowering:
         "NM_SUM_BLOCK": max(1, n_sums * L),
         "NM_SWEPT_BLOCK": max(1, len(swept) * L),
         "NM_EXPOSURE_BLOCK": max(1, n_exposures * L),
+        "NM_RECORD_BLOCK": n_state * L + max(1, n_exposures * L),
+        "NM_PREFETCH": int(prefetch),
+        "NM_BLOCK": block_steps,
     }
     description = [f"# model {model.name!r}, {plan.integrator.name}"
                    + (", stochastic" if plan.noise_std is not None else "")
@@ -352,6 +373,7 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "") -> Lowering:
     return Lowering(
         source=source,
         lanes=L,
+        block=block_steps,
         n_nodes=plan.n_nodes,
         n_state=n_state,
         n_channels=n_channels,
