@@ -29,7 +29,7 @@ import numpy as np
 from numba.core import config as numba_config
 
 from ... import random as _random
-from . import _kernels, _lanes
+from . import _kernels, _lanes, _math
 
 __all__ = ["cache_root", "loop_fingerprint", "load_module", "compile_kernels"]
 
@@ -49,7 +49,7 @@ def cache_root() -> Path:
 def loop_fingerprint() -> str:
     """A hash of everything the compiled loops depend on besides the generated source."""
     digest = hashlib.sha256()
-    for module in (_kernels, _lanes, _random):
+    for module in (_kernels, _lanes, _math, _random):
         digest.update(inspect.getsource(module).encode())
     digest.update(f"numba {numba.__version__} numpy {np.__version__}".encode())
     return digest.hexdigest()[:16]
@@ -120,16 +120,12 @@ def compile_kernels(module: types.ModuleType) -> dict[str, object]:
         return namespace["nm_kernels"]
     for name in _MODEL_FUNCTIONS:
         namespace[name] = numba.njit(inline="always")(namespace[name])
-    namespace.update(np=np, prange=numba.prange, load_block=_lanes.load_block,
+    namespace.update(np=np, load_block=_lanes.load_block,
                      store_block=_lanes.store_block, channel_sums=_lanes.channel_sums,
                      block_channel_sums=_lanes.block_channel_sums,
-                     normals4=_random.normals4)
-    for function in _kernels.TILE_KERNELS:
-        namespace[function.__name__] = numba.njit(cache=True, nogil=True)(
-            _rebind(function, module))
+                     normals4=_random.normals4, nm_sin=_math.sine, nm_cos=_math.cosine)
     kernels = {
-        function.__name__: numba.njit(cache=True, parallel=True, nogil=True)(
-            _rebind(function, module))
+        function.__name__: numba.njit(cache=True, nogil=True)(_rebind(function, module))
         for function in _kernels.KERNELS
     }
     namespace["nm_kernels"] = kernels

@@ -29,20 +29,20 @@ Steps run in blocks of ``NM_BLOCK``. When every coupling sum is a plain weighted
 history channels (``NM_CHANNEL_SUMS``), a block starts by summing the *far* edges for all
 its steps (their rows are older than the block; :func:`block_channel_sums` reads them source
 by source, so that they stream and overlapping windows are reused from cache);
-each step then adds its near edges, whose rows are recent and in cache. Each tile advances
-``k_stop - k_start`` steps on its own (``prange`` over tiles), so its history stays in cache
-while it runs; the caller runs the steps in chunks (progress, Ctrl-C).
+each step then adds its near edges, whose rows are recent and in cache. A tile advances many
+steps per call, so its history stays in cache while it runs; the caller (:mod:`._run`) runs
+tiles on a pool of threads (the kernels release the GIL) in chunks of steps (progress,
+Ctrl-C).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from ...random import normals4
 from ._lanes import block_channel_sums, channel_sums, load_block, store_block
 
-__all__ = ["advance", "advance_tile", "initialize", "KERNELS", "TILE_KERNELS"]
+__all__ = ["advance_tile", "initialize_tile", "KERNELS"]
 
 # ---- bound per model by _compile (placeholders, see the module docstring) -----------------
 NM_NODES = NM_LANES = NM_STATE = NM_CHANNELS = NM_SUMS = NM_EXPOSURES = NM_COUPLED = 0
@@ -56,9 +56,18 @@ nm_zeros = nm_edge = nm_node = nm_channels = nm_exposures = nm_record = None
 
 
 def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight, near_end,
-                 indptr, far_start, far_delay, far_target, far_weight, rowsum, q, sets,
+                 indptr, far_start, far_delay, far_target, far_weight, rowsum, params, sets,
                  n_valid, key, every, window, totals, out_states, out_exposures):
-    """Advance one tile through steps ``k_start … k_stop - 1`` (see :func:`advance`)."""
+    """Advance one tile through steps ``k_start … k_stop - 1`` and record the monitor.
+
+    Arguments are the tile's own parts of the arrays of the module docstring (``x``,
+    ``params``, ``sets``, ``totals``; ``base`` and ``mask`` of its history; the edge arrays of
+    its speed) and the shared ones. ``every``: steps per sample; ``window``: ``every`` in the
+    working dtype when the monitor averages, else 0; samples go to ``out_states`` (T,
+    n_state, N, P) and ``out_exposures`` (T, n_exposure, N, P). ``key``: the Philox key (2,)
+    of the seed. ``indptr`` and ``near_end`` are uint64 (no negative-index checks).
+    """
+    q = load_block(params, 0, NM_SWEPT_BLOCK)
     node_stride = (mask + 2) * NM_CHANNEL_BLOCK  # one padding row, see the module docstring
     average = window != 0
     noise = np.zeros(NM_STATE_BLOCK, x.dtype)
@@ -131,56 +140,28 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
         block_start += block_steps
 
 
-def advance(k_start, k_stop, state, history, history_start, history_mask, tile_speed, delays,
-            sources, weights, near_end, indptr, far_start, far_delay, far_target, far_weight,
-            rowsum, params, tile_sets, tile_valid, key, every, window, totals, out_states,
-            out_exposures):
-    """Advance every tile through steps ``k_start … k_stop - 1`` and record the monitor.
-
-    ``every``: steps per sample; ``window``: ``every`` in the working dtype when the monitor
-    averages, else 0; samples go to ``out_states`` (T, n_state, N, P) and ``out_exposures``
-    (T, n_exposure, N, P). ``key``: the Philox key (2,) of the seed. ``indptr`` and
-    ``near_end`` are uint64 (no negative-index checks in the edge loops). ``far_*[s]``: the
-    far edges at speed s ordered by source node (``far_start[s]``, N + 1 pointers), then by
-    delay, for :func:`block_channel_sums`.
-    """
-    for t in prange(state.shape[0]):
-        s = tile_speed[t]
-        advance_tile(k_start, k_stop, state[t], history, history_start[t], history_mask[t],
-                     delays[s], sources[s], weights[s], near_end[s], indptr, far_start[s],
-                     far_delay[s], far_target[s], far_weight[s], rowsum,
-                     load_block(params[t], 0, NM_SWEPT_BLOCK), tile_sets[t], tile_valid[t],
-                     key, every, window, totals[t], out_states, out_exposures)
-
-
-def initialize(state, history, history_start, history_mask, history_rows, params, tile_sets,
-               initial_state, initial_history):
-    """Fill each tile's state and history rows ``-max delay … 0`` from the plan.
+def initialize_tile(x, history, base, mask, rows, params, sets, initial_state,
+                    initial_history):
+    """Fill one tile's state and its history rows ``-(rows - 1) … 0`` from the plan.
 
     ``initial_state``: (n_state, N, P0) with P0 = 1 (the same in every set) or P;
     ``initial_history``: (H, n_coupled, N, P1), row H-1 being t = 0, or H = 0 for a history
     constant in time and equal to the initial state.
     """
-    n_tiles = state.shape[0]
     n_rows_given = initial_history.shape[0]
     state_sets = initial_state.shape[2]
     history_sets = initial_history.shape[3]
-    for t in prange(n_tiles):
-        x = state[t]
-        sets = tile_sets[t]
-        q = load_block(params[t], 0, NM_SWEPT_BLOCK)
-        scratch = np.empty(NM_STATE_BLOCK, state.dtype)
-        for i in range(NM_NODES):
-            for v in range(NM_STATE):
-                for p in range(NM_LANES):
-                    column = sets[p] if state_sets > 1 else 0
-                    x[i * NM_STATE_BLOCK + v * NM_LANES + p] = initial_state[v, i, column]
-        if NM_CHANNELS == 0:
-            continue
-        rows = history_rows[t]
-        node_stride = (history_mask[t] + 2) * NM_CHANNEL_BLOCK
+    q = load_block(params, 0, NM_SWEPT_BLOCK)
+    scratch = np.empty(NM_STATE_BLOCK, x.dtype)
+    for i in range(NM_NODES):
+        for v in range(NM_STATE):
+            for p in range(NM_LANES):
+                column = sets[p] if state_sets > 1 else 0
+                x[i * NM_STATE_BLOCK + v * NM_LANES + p] = initial_state[v, i, column]
+    if NM_CHANNELS > 0:
+        node_stride = (mask + 2) * NM_CHANNEL_BLOCK
         for r in range(rows):
-            start = history_start[t] + ((r - (rows - 1)) & history_mask[t]) * NM_CHANNEL_BLOCK
+            start = base + ((r - (rows - 1)) & mask) * NM_CHANNEL_BLOCK
             for i in range(NM_NODES):
                 for m in range(NM_STATE_BLOCK):
                     scratch[m] = x[i * NM_STATE_BLOCK + m]
@@ -196,6 +177,4 @@ def initialize(state, history, history_start, history_mask, history_rows, params
                             NM_CHANNEL_VALUES)
 
 
-# compiled per model: the tile loops first (called by the parallel ones)
-TILE_KERNELS = (advance_tile,)
-KERNELS = (advance, initialize)
+KERNELS = (advance_tile, initialize_tile)

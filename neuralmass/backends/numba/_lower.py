@@ -67,7 +67,9 @@ class NumbaPrinter(MathSourcePrinter):
     """SymPy → scalar Python for Numba in one working precision.
 
     In float32 every number is printed as ``numpy.float32(...)`` (a bare ``2`` or ``math.pi``
-    would promote the arithmetic to float64); small integer powers become products.
+    would promote the arithmetic to float64); small integer powers become products; ``sin``
+    and ``cos`` call ``nm_sin``/``nm_cos`` (:mod:`._math`: branch-free, so the lanes
+    vectorise, within 2 ulp), everything else ``math``.
     """
 
     def __init__(self, dtype=np.float64):
@@ -105,6 +107,12 @@ class NumbaPrinter(MathSourcePrinter):
             return f"({product})" if exponent > 0 else f"({one}/({product}))"
         return (f"{self.parenthesize(base, precedence(expr), strict=True)}"
                 f"**{self.parenthesize(exponent, precedence(expr), strict=True)}")
+
+    def _print_sin(self, expr):
+        return f"nm_sin({self._print(expr.args[0])})"
+
+    def _print_cos(self, expr):
+        return f"nm_cos({self._print(expr.args[0])})"
 
     def _print_floor(self, expr):
         return f"numpy.floor({self._print(expr.args[0])})"

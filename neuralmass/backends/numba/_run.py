@@ -1,11 +1,20 @@
-"""Run a :class:`~neuralmass.plan.RunPlan` with the Numba backend."""
+"""Run a :class:`~neuralmass.plan.RunPlan` with the Numba backend.
+
+Tiles are independent: a pool of threads (the compiled kernels release the GIL) takes them
+one at a time and advances each through all the steps, in calls of about a tenth of a
+second, so that a tile's history stays in cache, the progress bar moves and Ctrl-C is
+honoured between calls.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import mmap
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 
+import numba
 import numpy as np
 
 from ...plan import RunPlan
@@ -15,25 +24,23 @@ from ._layout import Tiles, choose_lanes, make_tiles
 from ._lower import Lowering, lower
 from ._memory import MemoryEstimate, check_memory
 
-__all__ = ["run", "generated_source", "prepare"]
+__all__ = ["run", "generated_source", "prepare", "Prepared"]
 
-# a chunk of steps should take about this long, so that progress and Ctrl-C stay responsive
-_CHUNK_SECONDS = 0.25
+# a kernel call should take about this long (progress, Ctrl-C)
+_CALL_SECONDS = 0.1
 _HUGE_PAGE = 2 * 1024 * 1024
 
 
 def _zeros_on_huge_pages(size: int, dtype) -> np.ndarray:
     """A zeroed 1-D array backed by memory the kernel may map with 2 MiB pages (Linux
-    transparent huge pages, ``madvise`` mode): the history is read at scattered rows every
-    step, and with 4 KiB pages the TLB misses cost more than the reads."""
+    transparent huge pages in ``madvise`` mode): the history is read at scattered rows every
+    step, and with 4 KiB pages TLB misses add to every read."""
     nbytes = max(1, size) * np.dtype(dtype).itemsize
     if nbytes < 4 * _HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
         return np.zeros(size, dtype)
     buffer = mmap.mmap(-1, -(-nbytes // _HUGE_PAGE) * _HUGE_PAGE)
-    try:
+    with contextlib.suppress(OSError):
         buffer.madvise(mmap.MADV_HUGEPAGE)
-    except OSError:
-        pass
     return np.frombuffer(buffer, dtype=dtype, count=size)
 
 
@@ -48,43 +55,30 @@ def generated_source(plan: RunPlan, lanes: int | None = None) -> str:
 
 
 def estimate_memory(plan: RunPlan, lowering: Lowering, tiles: Tiles) -> MemoryEstimate:
+    """Bytes of the outputs, the history and the working arrays of a run."""
     itemsize = np.dtype(plan.dtype).itemsize
     n_var = lowering.n_state + lowering.n_exposures
     shape = (plan.monitor.n_samples, n_var, plan.n_nodes, plan.n_sets)
     outputs = int(np.prod(shape, dtype=np.float64)) * itemsize
-    row = plan.n_nodes * max(1, lowering.n_channels * tiles.lanes)
-    history = int(np.sum(tiles.history_mask + 2, dtype=np.float64)) * row * itemsize
+    node_block = max(1, lowering.n_channels * tiles.lanes)
+    rows = np.sum(tiles.history_mask + 2, dtype=np.float64)
+    history = int(rows * plan.n_nodes * node_block * itemsize)
     per_tile = plan.n_nodes * tiles.lanes * (lowering.n_state + n_var) + \
         tiles.lanes * (lowering.n_swept + 2)
     nnz = plan.connectivity.edges()[0].size
-    work = tiles.n_tiles * per_tile * itemsize + nnz * (8 + 4 * len(plan.speeds) + itemsize)
+    edges = nnz * len(plan.speeds) * (2 * 8 + 2 * 4 + 2 * itemsize)
+    work = tiles.n_tiles * per_tile * itemsize + edges
     return MemoryEstimate(outputs, history, work, shape, itemsize)
 
 
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, description: str):
-    if not enabled:
-        yield lambda done: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("steps"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda done: progress.update(task, completed=done)
+def _threads(n_tiles: int) -> int:
+    return max(1, min(int(numba.config.NUMBA_NUM_THREADS), n_tiles))
 
 
 class Prepared:
-    """A plan lowered, compiled and laid out: :meth:`initialize`, then :meth:`advance` in
-    chunks. Exposed for benchmarks (compile time vs run time)."""
+    """A plan lowered, compiled, laid out in tiles and initialised: call :meth:`advance`
+    (all tiles) or :meth:`advance_tile`. Separate from :func:`run` for benchmarks, which
+    time compilation and stepping apart."""
 
     def __init__(self, plan: RunPlan, lanes: int | None = None, **options):
         self.plan = plan
@@ -95,8 +89,10 @@ class Prepared:
         check_memory(self.memory)
         self.module = load_module(self.lowering.source)
         self.kernels = compile_kernels(self.module)
+        self._allocate()
 
-    def allocate(self):
+    # ------------------------------------------------------------------ arrays
+    def _allocate(self):
         plan, tiles, lowering = self.plan, self.tiles, self.lowering
         dtype = plan.dtype
         L, N = tiles.lanes, plan.n_nodes
@@ -107,27 +103,29 @@ class Prepared:
         self.rowsum = np.bincount(target, weights=weight, minlength=N).astype(dtype)
         # per speed: the edges of each target, near ones (delay < block) first
         delays = plan.delays()
-        order = np.lexsort((delays >= lowering.block, np.broadcast_to(target, delays.shape)),
-                           axis=-1) if delays.size else np.zeros(delays.shape, np.int64)
+        n_speeds, block = len(delays), lowering.block
+        order = np.stack([np.lexsort((d >= block, target)) for d in delays]) \
+            if target.size else np.zeros(delays.shape, np.int64)
         self.delays = np.ascontiguousarray(np.take_along_axis(delays, order, axis=1))
         self.sources = np.ascontiguousarray(source[order].astype(np.int64))
         self.weights = np.ascontiguousarray(weight[order].astype(dtype))
-        near = np.stack([np.bincount(target, weights=d < lowering.block, minlength=N)
+        near = np.stack([np.bincount(target, weights=d < block, minlength=N)
                          for d in delays]).astype(np.int64)
         self.near_end = (indptr[:-1] + near).astype(np.uint64)
         # per speed: the far edges by source, then by delay (block_channel_sums)
-        n_far = max(1, int((delays >= lowering.block).sum(axis=1).max(initial=0)))
-        self.far_start = np.zeros((len(delays), N + 1), np.int64)
-        self.far_delay = np.zeros((len(delays), n_far), np.int32)
-        self.far_target = np.zeros((len(delays), n_far), np.int64)
-        self.far_weight = np.zeros((len(delays), n_far), dtype)
+        n_far = max(1, int((delays >= block).sum(axis=1).max(initial=0)))
+        self.far_start = np.zeros((n_speeds, N + 1), np.int64)
+        self.far_delay = np.zeros((n_speeds, n_far), np.int32)
+        self.far_target = np.zeros((n_speeds, n_far), np.int64)
+        self.far_weight = np.zeros((n_speeds, n_far), dtype)
         for s, d in enumerate(delays):
-            far = np.flatnonzero(d >= lowering.block)
+            far = np.flatnonzero(d >= block)
             far = far[np.lexsort((d[far], source[far]))]
             self.far_start[s, 1:] = np.cumsum(np.bincount(source[far], minlength=N))
             self.far_delay[s, :far.size] = d[far]
             self.far_target[s, :far.size] = target[far]
             self.far_weight[s, :far.size] = weight[far]
+
         self.history_start, size = tiles.history_starts(N * channel_block)
         self.history = _zeros_on_huge_pages(size, dtype)
         self.state = np.zeros((tiles.n_tiles, N * lowering.n_state * L), dtype)
@@ -139,15 +137,35 @@ class Prepared:
             params[:, n * L:(n + 1) * L] = values[tiles.sets]
         self.params = params
         monitor = plan.monitor
-        self.every = monitor.every
+        self.every = int(monitor.every)
         self.window = dtype(monitor.every if monitor.average else 0)
-        shape = (monitor.n_samples, lowering.n_state, N, plan.n_sets)
-        self.out_states = np.empty(shape, dtype)
+        self.out_states = np.empty((monitor.n_samples, lowering.n_state, N, plan.n_sets), dtype)
         self.out_exposures = np.empty((monitor.n_samples, lowering.n_exposures, N,
                                        plan.n_sets), dtype)
         self.key = np.array(seed_key(plan.seed), dtype=np.uint64)
 
+    # ------------------------------------------------------------------ kernels
+    def initialize_tile(self, t: int):
+        tiles = self.tiles
+        self.kernels["initialize_tile"](
+            self.state[t], self.history, int(self.history_start[t]),
+            int(tiles.history_mask[t]), int(tiles.history_rows[t]), self.params[t],
+            tiles.sets[t], self._initial_state, self._initial_history)
+
+    def advance_tile(self, t: int, k_start: int, k_stop: int):
+        """Advance tile ``t`` through steps ``k_start … k_stop - 1``."""
+        tiles = self.tiles
+        s = int(tiles.speed[t])
+        self.kernels["advance_tile"](
+            int(k_start), int(k_stop), self.state[t], self.history,
+            int(self.history_start[t]), int(tiles.history_mask[t]), self.delays[s],
+            self.sources[s], self.weights[s], self.near_end[s], self.indptr,
+            self.far_start[s], self.far_delay[s], self.far_target[s], self.far_weight[s],
+            self.rowsum, self.params[t], tiles.sets[t], int(tiles.valid[t]), self.key,
+            self.every, self.window, self.totals[t], self.out_states, self.out_exposures)
+
     def initialize(self):
+        """Set every tile's state and history from the plan (compiles on first use)."""
         plan = self.plan
         state0 = np.asarray(plan.initial_state, dtype=np.float64)
         if state0.ndim == 2:
@@ -158,56 +176,120 @@ class Prepared:
             history0 = np.asarray(plan.initial_history, dtype=np.float64)
             if history0.ndim == 3:
                 history0 = history0[..., None]
-        with slp_vectorization():
-            self.kernels["initialize"](
-                self.state, self.history, self.history_start, self.tiles.history_mask,
-                self.tiles.history_rows, self.params, self.tiles.sets,
-                np.ascontiguousarray(state0), np.ascontiguousarray(history0))
+        self._initial_state = np.ascontiguousarray(state0)
+        self._initial_history = np.ascontiguousarray(history0)
+        with slp_vectorization():  # compile (or load) both kernels here, in this thread
+            self.initialize_tile(0)
+            self.advance_tile(0, 0, 0)
+        n_tiles = self.tiles.n_tiles
+        with ThreadPoolExecutor(_threads(n_tiles)) as pool:
+            list(pool.map(self.initialize_tile, range(1, n_tiles)))
 
     def advance(self, k_start: int, k_stop: int):
-        with slp_vectorization():
-            self.kernels["advance"](
-                k_start, k_stop, self.state, self.history, self.history_start,
-                self.tiles.history_mask, self.tiles.speed, self.delays, self.sources,
-                self.weights, self.near_end, self.indptr, self.far_start, self.far_delay,
-                self.far_target, self.far_weight, self.rowsum, self.params, self.tiles.sets,
-                self.tiles.valid, self.key, self.every, self.window, self.totals,
-                self.out_states, self.out_exposures)
+        """Advance every tile through steps ``k_start … k_stop - 1`` (threads over tiles)."""
+        n_tiles = self.tiles.n_tiles
+        with ThreadPoolExecutor(_threads(n_tiles)) as pool:
+            list(pool.map(lambda t: self.advance_tile(t, k_start, k_stop), range(n_tiles)))
+
+    # ------------------------------------------------------------------ a whole run
+    def execute(self, n_steps: int, *, progress=None, cancel: threading.Event | None = None):
+        """Advance every tile through steps ``0 … n_steps - 1`` on a pool of threads, tile
+        after tile, in calls of about :data:`_CALL_SECONDS`; ``progress(done_tile_steps)``
+        is called from the workers; a set ``cancel`` stops them after their current call.
+        Returns the futures of the workers (already finished)."""
+        tiles = list(range(self.tiles.n_tiles))
+        lock = threading.Lock()
+        cancel = cancel or threading.Event()
+
+        def next_tile():
+            with lock:
+                return tiles.pop(0) if tiles else None
+
+        def worker():
+            steps = 32
+            while (t := next_tile()) is not None:
+                k = 0
+                while k < n_steps:
+                    if cancel.is_set():
+                        return
+                    stop = min(n_steps, k + steps)
+                    started = time.perf_counter()
+                    self.advance_tile(t, k, stop)
+                    elapsed = time.perf_counter() - started
+                    if progress is not None:
+                        progress(stop - k)
+                    rate = (stop - k) / max(elapsed, 1e-6)
+                    steps = int(min(max(1, rate * _CALL_SECONDS), 4 * steps))
+                    k = stop
+
+        pool = ThreadPoolExecutor(_threads(len(tiles)))
+        futures = [pool.submit(worker) for _ in range(pool._max_workers)]
+        try:
+            while wait(futures, timeout=0.1).not_done:
+                pass
+        except BaseException:
+            cancel.set()
+            wait(futures)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        for future in futures:
+            future.result()
+        return futures
 
 
 def prepare(plan: RunPlan, lanes: int | None = None, **options) -> Prepared:
-    """Lower, check memory, compile (or load from the disk cache) and allocate."""
+    """Lower, check memory, compile (or load from the disk cache), allocate, initialise."""
     prepared = Prepared(plan, lanes, **options)
-    prepared.allocate()
     prepared.initialize()
     return prepared
 
 
-def run(plan: RunPlan, progress: bool = False):
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, total: int, description: str):
+    """Yields ``advance(n)`` (thread-safe) that moves a rich progress bar by ``n``."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.update(task, advance=n)
+
+
+def run(plan: RunPlan, *, progress: bool = False):
     """Run ``plan``; returns ``(states, exposures)`` as NumPy arrays of ``plan.dtype``,
     shapes (T, n_state, N, P) and (T, n_exposure, N, P).
 
-    The steps run in chunks of about a quarter of a second, so that ``progress=True`` can
-    show a progress bar (rich) and Ctrl-C stops the run between chunks with a one-line
-    ``KeyboardInterrupt``.
+    ``progress=True`` shows a progress bar (rich). Ctrl-C stops the run between kernel calls
+    (each about a tenth of a second) and raises a one-line ``KeyboardInterrupt``.
     """
     n_steps = plan.monitor.n_steps_simulated
-    done = 0
+    done = [0]
     try:
         prepared = prepare(plan)
-        description = f"{plan.model.name}: {plan.n_sets} set(s)"
-        with _progress_bar(progress, n_steps, description) as update:
-            chunk = min(n_steps, max(1, 64 * 4096 // max(1, plan.n_sets)))
-            while done < n_steps:
-                stop = min(n_steps, done + chunk)
-                started = time.perf_counter()
-                prepared.advance(done, stop)
-                elapsed = time.perf_counter() - started
-                done = stop
-                update(done)
-                rate = (stop - (stop - chunk)) / max(elapsed, 1e-6)
-                chunk = int(min(max(1, rate * _CHUNK_SECONDS), 2 * chunk + 1))
+        total = prepared.tiles.n_tiles * n_steps
+        description = (f"{plan.model.name}: {plan.n_sets} set(s) × {n_steps} steps "
+                       f"({prepared.tiles.n_tiles} tile(s))")
+        with _progress_bar(progress, total, description) as update:
+            def advanced(n):
+                done[0] += n
+                update(n)
+
+            prepared.execute(n_steps, progress=advanced)
     except KeyboardInterrupt:
+        share = done[0] / max(1, prepared.tiles.n_tiles) if "prepared" in locals() else 0
         raise KeyboardInterrupt(
-            f"neuralmass: simulation interrupted after {done} of {n_steps} steps") from None
+            f"neuralmass: simulation interrupted after {share:.0f} of {n_steps} steps "
+            "(per parameter set, on average)") from None
     return prepared.out_states, prepared.out_exposures
