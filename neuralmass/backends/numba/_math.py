@@ -3,85 +3,102 @@
 ``math.sin`` compiles to a call into the C library, one lane at a time; the generated model
 functions print ``sin``/``cos`` as :func:`sine`/:func:`cosine` instead, so that a tile's lanes
 run as SIMD instructions (Kuramoto evaluates sin and cos of every node's phase every step).
+Both are Numba intrinsics: they emit their few LLVM instructions straight into the caller,
+which costs the compiler nothing and leaves LLVM free to vectorise across lanes.
 
 The algorithm is the classic one (Cody & Waite 1980; the polynomials of Cephes' ``sin.c``):
 ``x = k π/2 + r`` with ``k`` the nearest integer to ``2x/π`` and ``r`` computed in three parts
 of π/2 (fdlibm's ``pio2_1``, ``pio2_2``, ``pio2_3``, 33 bits each, so ``k · pio2_n`` is exact for
-``|k| < 2²⁰``), then a minimax polynomial for sin or cos of ``r ∈ [-π/4, π/4]`` chosen by
-``k mod 4``. Accuracy: within 2 ulp of the correctly rounded result for ``|x| < 10⁶`` (more
-than 400 hours of a 1 rad/ms oscillator). Always computed in float64; a float32 argument is
-widened and the result rounded back.
+``|k| < 2²⁰``), then minimax polynomials for sin and cos of ``r ∈ [-π/4, π/4]``, one chosen
+by ``k mod 4``. Accuracy: within 2 ulp of the correctly rounded result for ``|x| < 10⁶``
+(more than 400 hours of a 1 rad/ms oscillator). Always computed in float64; a float32
+argument is widened and the result rounded back.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import types
-from numba.extending import overload, register_jitable
+import math
 
-__all__ = ["sine", "cosine"]
+from llvmlite import ir
+from numba import types
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
+
+__all__ = ["sine", "cosine", "reference_sine_cosine"]
 
 _TWO_OVER_PI = 6.36619772367581382433e-01
-_PIO2_1 = 1.57079632673412561417e+00
-_PIO2_2 = 6.07710050630396597660e-11
-_PIO2_3 = 2.02226624871116645580e-21
+_PIO2 = (1.57079632673412561417e+00, 6.07710050630396597660e-11, 2.02226624871116645580e-21)
 # Cephes sin.c: sin r = r + r³ P(r²), cos r = 1 - r²/2 + r⁴ Q(r²) on [-π/4, π/4]
-_S0, _S1, _S2 = 1.58962301576546568060e-10, -2.50507477628578072866e-08, 2.75573136213857245213e-06
-_S3, _S4, _S5 = -1.98412698295895385996e-04, 8.33333333332211858878e-03, -1.66666666666666307295e-01
-_C0, _C1, _C2 = -1.13585365213876817300e-11, 2.08757008419747316778e-09, -2.75573141792967388112e-07
-_C3, _C4, _C5 = 2.48015872888517045348e-05, -1.38888888888730564116e-03, 4.16666666666665929218e-02
+_SIN = (1.58962301576546568060e-10, -2.50507477628578072866e-08, 2.75573136213857245213e-06,
+        -1.98412698295895385996e-04, 8.33333333332211858878e-03, -1.66666666666666307295e-01)
+_COS = (-1.13585365213876817300e-11, 2.08757008419747316778e-09, -2.75573141792967388112e-07,
+        2.48015872888517045348e-05, -1.38888888888730564116e-03, 4.16666666666665929218e-02)
 
 
-def _like(x, value):
-    """``value`` in the dtype of ``x``."""
-    return type(x)(value)
+def _horner(coefficients, z, multiply, add):
+    value = coefficients[0]
+    for c in coefficients[1:]:
+        value = add(multiply(value, z), c)
+    return value
 
 
-@overload(_like, inline="always")
-def _like_overload(x, value):
-    if x == types.float32:
-        return lambda x, value: np.float32(value)
-    return lambda x, value: np.float64(value)
-
-
-@register_jitable(inline="always")
-def _quadrant(x):
-    """(r, k mod 4): x = k π/2 + r."""
-    y = np.float64(x)
-    k = np.floor(y * _TWO_OVER_PI + 0.5)
-    r = ((y - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3
-    return r, np.int64(k) & 3
-
-
-@register_jitable(inline="always")
-def _sin_cos(r):
+def reference_sine_cosine(x: float, phase: int = 0) -> float:
+    """The same arithmetic in Python floats: ``phase`` 0 gives sin x, 1 gives cos x."""
+    k = math.floor(x * _TWO_OVER_PI + 0.5)
+    r = ((x - k * _PIO2[0]) - k * _PIO2[1]) - k * _PIO2[2]
     z = r * r
-    s = r + r * z * (((((_S0 * z + _S1) * z + _S2) * z + _S3) * z + _S4) * z + _S5)
-    c = 1.0 - 0.5 * z + z * z * (((((_C0 * z + _C1) * z + _C2) * z + _C3) * z + _C4) * z + _C5)
-    return s, c
+    s = r + r * z * _horner(_SIN, z, lambda a, b: a * b, lambda a, b: a + b)
+    c = 1.0 - 0.5 * z + z * z * _horner(_COS, z, lambda a, b: a * b, lambda a, b: a + b)
+    quadrant = (int(k) + phase) & 3
+    value = c if quadrant & 1 else s
+    return -value if quadrant & 2 else value
 
 
-@register_jitable(inline="always")
-def _select(quadrant, s, c):
-    """sin(k π/2 + r) from s = sin r, c = cos r and k mod 4: s, c, -s, -c. Weights of 0 and 1
-    instead of branches (exact for finite values), so that the lanes vectorise and Numba's
-    inliner sees straight-line code."""
-    odd = np.float64(quadrant & 1)
-    sign = 1.0 - np.float64(quadrant & 2)
-    return sign * (s * (1.0 - odd) + c * odd)
+def _emit(builder, value, single: bool, phase: int):
+    """LLVM instructions for sin (phase 0) or cos (phase 1) of ``value``."""
+    double = ir.DoubleType()
+    int64 = ir.IntType(64)
+
+    def constant(c):
+        return ir.Constant(double, c)
+
+    x = builder.fpext(value, double) if single else value
+    floor = builder.module.declare_intrinsic("llvm.floor", [double])
+    k = builder.call(floor, [builder.fadd(builder.fmul(x, constant(_TWO_OVER_PI)),
+                                          constant(0.5))])
+    r = x
+    for part in _PIO2:
+        r = builder.fsub(r, builder.fmul(k, constant(part)))
+    z = builder.fmul(r, r)
+
+    def polynomial(coefficients):
+        return _horner([constant(c) for c in coefficients], z, builder.fmul, builder.fadd)
+
+    s = builder.fadd(r, builder.fmul(builder.fmul(r, z), polynomial(_SIN)))
+    c = builder.fadd(builder.fsub(constant(1.0), builder.fmul(constant(0.5), z)),
+                     builder.fmul(builder.fmul(z, z), polynomial(_COS)))
+    quadrant = builder.add(builder.fptosi(k, int64), ir.Constant(int64, phase))
+    odd = builder.trunc(builder.and_(quadrant, ir.Constant(int64, 1)), ir.IntType(1))
+    negative = builder.icmp_unsigned("!=", builder.and_(quadrant, ir.Constant(int64, 2)),
+                                     ir.Constant(int64, 0))
+    result = builder.select(odd, c, s)
+    result = builder.select(negative, builder.fneg(result), result)
+    return builder.fptrunc(result, ir.FloatType()) if single else result
 
 
-@register_jitable(inline="always")
-def sine(x):
-    """sin x, vectorisable; the same dtype as ``x``."""
-    r, quadrant = _quadrant(x)
-    s, c = _sin_cos(r)
-    return _like(x, _select(quadrant, s, c))
+def _intrinsic_for(phase: int, name: str):
+    def typer(typingctx, x):
+        if x not in (types.float32, types.float64):
+            raise TypingError(f"{name} takes a float32 or float64, got {x}")
+
+        def codegen(context, builder, signature, args):
+            return _emit(builder, args[0], x == types.float32, phase)
+
+        return x(x), codegen
+
+    typer.__name__ = name
+    return intrinsic(typer)
 
 
-@register_jitable(inline="always")
-def cosine(x):
-    """cos x, vectorisable; the same dtype as ``x``."""
-    r, quadrant = _quadrant(x)
-    s, c = _sin_cos(r)
-    return _like(x, _select(quadrant + 1, s, c))
+sine = _intrinsic_for(0, "sine")
+cosine = _intrinsic_for(1, "cosine")
