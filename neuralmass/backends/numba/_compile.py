@@ -15,6 +15,7 @@ directory is used.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -31,7 +32,7 @@ from numba.core import config as numba_config
 from ... import random as _random
 from . import _kernels, _lanes, _math
 
-__all__ = ["cache_root", "loop_fingerprint", "load_module", "compile_kernels"]
+__all__ = ["cache_root", "loop_fingerprint", "write_module", "load_module", "compile_kernels"]
 
 _MODEL_FUNCTIONS = ("nm_zeros", "nm_edge", "nm_node", "nm_channels", "nm_exposures",
                     "nm_record")
@@ -46,6 +47,7 @@ def cache_root() -> Path:
     return base / "neuralmass"
 
 
+@functools.lru_cache(maxsize=1)
 def loop_fingerprint() -> str:
     """A hash of everything the compiled loops depend on besides the generated source."""
     digest = hashlib.sha256()
@@ -69,19 +71,26 @@ def _writable_directory() -> Path:
     raise OSError(f"no writable cache directory (tried {cache_root() / 'numba'})")
 
 
+def write_module(source: str) -> Path:
+    """``<cache>/numba/<sha256 of source>.py``, written if missing (write-then-rename, so
+    that a concurrent process never imports half a file)."""
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    directory = _writable_directory()
+    path = directory / f"{digest}.py"
+    if not path.exists() or path.read_text() != source:
+        temporary = directory / f".{digest}.{os.getpid()}.tmp"
+        temporary.write_text(source)
+        os.replace(temporary, path)
+    return path
+
+
 def load_module(source: str) -> types.ModuleType:
     """Import ``source`` from ``<cache>/numba/<sha256>.py``, writing the file if needed."""
     digest = hashlib.sha256(source.encode()).hexdigest()
     name = f"neuralmass_numba_{digest[:24]}"
     if name in sys.modules:
         return sys.modules[name]
-    directory = _writable_directory()
-    path = directory / f"{digest}.py"
-    if not path.exists() or path.read_text() != source:
-        # write-then-rename, so that a concurrent process never imports half a file
-        temporary = directory / f".{digest}.{os.getpid()}.tmp"
-        temporary.write_text(source)
-        os.replace(temporary, path)
+    path = write_module(source)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -63,6 +63,31 @@ class _AsDtype(sympy.Function):
     a function returns has one element type."""
 
 
+class _Maximum(sympy.Function):
+    """``Max`` that SymPy does not evaluate (rebuilding ``Max`` for every lane asks SymPy to
+    compare its arguments, which dominates the printing time); printed as ``max``."""
+
+
+class _Minimum(sympy.Function):
+    """``Min``, likewise; printed as ``min``."""
+
+
+def _inert(expr: sympy.Expr) -> sympy.Expr:
+    return expr.replace(sympy.Max, _Maximum).replace(sympy.Min, _Minimum)
+
+
+class _TupleArgument:
+    """A tuple argument of a generated function: ``t[m]`` is the real symbol named
+    ``"name[m]"``, which prints as the Python subscript (plain real symbols keep SymPy fast,
+    where ``Indexed`` objects make it query assumptions at every rebuild)."""
+
+    def __init__(self, name: str):
+        self.symbol = sympy.Symbol(name)
+
+    def __getitem__(self, m: int) -> sympy.Symbol:
+        return sympy.Symbol(f"{self.symbol.name}[{int(m)}]", real=True)
+
+
 class NumbaPrinter(MathSourcePrinter):
     """SymPy → scalar Python for Numba in one working precision.
 
@@ -88,11 +113,11 @@ class NumbaPrinter(MathSourcePrinter):
     _print_NegativeOne = _print_NumberSymbol = _print_Pi = _print_Exp1 = _print_Float
     _print_Infinity = _print_NegativeInfinity = _print_NaN = _print_Float
 
-    def _print_Indexed(self, expr):
-        return f"{expr.base.label}[{', '.join(str(int(i)) for i in expr.indices)}]"
+    def _print__Maximum(self, expr):
+        return f"max({', '.join(self._print(a) for a in expr.args)})"
 
-    def _print_IndexedBase(self, expr):
-        return str(expr.label)
+    def _print__Minimum(self, expr):
+        return f"min({', '.join(self._print(a) for a in expr.args)})"
 
     def _print_Pow(self, expr, rational=False):
         base, exponent = expr.as_base_exp()
@@ -130,7 +155,8 @@ class Lowering:
     """The generated module's source and the sizes the loops need.
 
     ``swept``: parameters given per set, in the order of ``nm_q``; ``channels``: the history
-    channels as expressions of the state variables; ``coupled_states``: the state index of
+    channels as expressions of the state variables (printed by ``sympy.sstr``);
+    ``coupled_states``: the state index of
     each of ``model.coupled_variables`` (the layout of ``plan.initial_history``).
     """
 
@@ -145,7 +171,7 @@ class Lowering:
     n_exposures: int
     stochastic: bool
     swept: tuple[str, ...]
-    channels: tuple[sympy.Expr, ...]
+    channels: tuple[str, ...]
     coupled_states: tuple[int, ...]
 
 
@@ -238,6 +264,25 @@ def _coupling(model: Model, fixed: dict, live: set[sympy.Symbol]) -> _Coupling:
     return result
 
 
+# ---------------------------------------------------------------------------- fingerprint
+def plan_fingerprint(plan: RunPlan, lanes: int, **options) -> str:
+    """A text that determines :func:`lower`'s result for ``plan``: the model's maths (as
+    ``sympy.srepr``), the scheme, the fixed values, the swept names and the options. Cheap
+    next to printing, so a second process can find the printed module without SymPy work."""
+    model = plan.model
+    terms = [(t.index, t.source, t.delayed, t.pre, t.post, t.summed, t.scale)
+             for t in model.coupling_terms]
+    parts = [
+        model.state_names, [sv.bounds for sv in model.state_variables], model.parameter_names,
+        sympy.srepr(model.drift), sympy.srepr(terms), sympy.srepr(model.exposure_expressions),
+        sympy.srepr(model.noise_amplitude), sympy.srepr(model._parameter_substitutions),
+        plan.integrator, sympy.srepr(plan.noise_std), plan.swept, plan.n_nodes,
+        sorted((str(k), repr(float(v))) for k, v in plan.fixed_substitutions.items()),
+        np.dtype(plan.dtype).name, int(lanes), sorted(options.items()),
+    ]
+    return repr(parts)
+
+
 # ---------------------------------------------------------------------------- printing
 def _glue(constants: dict[str, object]) -> str:
     """Imports and constants of the module, printed from a Python AST."""
@@ -270,16 +315,20 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "", prefetch: int = 0,
     used = set().union(*(e.free_symbols for block in program.blocks for _, e in block),
                        *(e.free_symbols for e in program.outputs))
     coupling = _coupling(model, fixed, used & set(program.coupling))
+    # Max/Min inert from here on (see _Maximum)
+    program = dataclasses.replace(
+        program, blocks=tuple(tuple((t, _inert(e)) for t, e in block) for block in program.blocks),
+        outputs=tuple(_inert(e) for e in program.outputs))
+    values = {c: _inert(v) for c, v in coupling.values.items()}
+    sums = [_inert(e) for e in coupling.sums]
+    channels = [_inert(e) for e in coupling.channels]
     swept = plan.swept
     state = model.state_symbols
     n_state, n_channels, n_sums = len(state), len(coupling.channels), len(coupling.sums)
     n_exposures = len(model.exposures)
 
-    x = sympy.IndexedBase("nm_x")
-    q = sympy.IndexedBase("nm_q")
-    acc = sympy.IndexedBase("nm_acc")
-    delayed = sympy.IndexedBase("nm_delayed")
-    noise = sympy.IndexedBase("nm_z")
+    x, q, acc = _TupleArgument("nm_x"), _TupleArgument("nm_q"), _TupleArgument("nm_acc")
+    delayed, noise = _TupleArgument("nm_delayed"), _TupleArgument("nm_z")
     weight = sympy.Symbol("nm_weight", real=True)
 
     def inputs(p: int, values=None) -> dict:
@@ -293,24 +342,25 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "", prefetch: int = 0,
     functions.append(function_source("nm_zeros", [], [], _padded(zeros), printer))
 
     edge_outputs = []
-    for s, per_edge in enumerate(coupling.sums):
+    for s, per_edge in enumerate(sums):
         for p in range(L):
             subs = inputs(p)
             subs.update({_delayed_symbol(m): delayed[m * L + p] for m in range(n_channels)})
             edge_outputs.append(_AsDtype(acc[s * L + p] + weight * per_edge.xreplace(subs)))
     functions.append(function_source(
-        "nm_edge", [acc, delayed, weight, x, q], [], _padded(edge_outputs), printer))
+        "nm_edge", [acc.symbol, delayed.symbol, weight, x.symbol, q.symbol], [],
+        _padded(edge_outputs), printer))
 
     blocks, new_states, new_channels = [], [], []
     internal = {t for block in program.blocks for t, _ in block}
     for p in range(L):
         renamed = {t: sympy.Symbol(f"{t.name}_l{p}", real=True) for t in internal}
-        renamed.update({c: sympy.Symbol(f"{c.name}_l{p}", real=True) for c in coupling.values})
+        renamed.update({c: sympy.Symbol(f"{c.name}_l{p}", real=True) for c in values})
         renamed.update({z: noise[v * L + p] for v, z in enumerate(program.noise)})
         subs = inputs(p)
         lane_sums = {_sum_symbol(s): acc[s * L + p] for s in range(n_sums)}
         blocks.append(tuple((renamed[c], value.xreplace({**subs, **lane_sums}))
-                            for c, value in coupling.values.items()))
+                            for c, value in values.items()))
         subs.update(renamed)
         for block in program.blocks:
             blocks.append(tuple((renamed[t], e.xreplace(subs)) for t, e in block))
@@ -321,28 +371,29 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "", prefetch: int = 0,
                            for m in range(n_channels)]
         lane_new = inputs(p, values=new)
         blocks.append(tuple((c, e.xreplace(lane_new))
-                            for c, e in zip(channel_symbols, coupling.channels, strict=True)))
+                            for c, e in zip(channel_symbols, channels, strict=True)))
         new_channels.append(channel_symbols)
     outputs = [_AsDtype(new_states[p][v]) for v in range(n_state) for p in range(L)]
     outputs += [_AsDtype(new_channels[p][m]) for m in range(n_channels) for p in range(L)]
     functions.append(function_source(
-        "nm_node", [x, acc, noise, q, _ROWSUM], blocks, outputs, printer))
+        "nm_node", [x.symbol, acc.symbol, noise.symbol, q.symbol, _ROWSUM], blocks, outputs,
+        printer))
 
-    channel_outputs = [_AsDtype(e.xreplace(inputs(p)))
-                       for e in coupling.channels for p in range(L)]
-    functions.append(function_source("nm_channels", [x, q], [], _padded(channel_outputs),
-                                     printer))
-    exposures = [e.xreplace(fixed) for e in model.exposure_expressions]
+    channel_outputs = [_AsDtype(e.xreplace(inputs(p))) for e in channels for p in range(L)]
+    functions.append(function_source("nm_channels", [x.symbol, q.symbol], [],
+                                     _padded(channel_outputs), printer))
+    exposures = [_inert(e.xreplace(fixed)) for e in model.exposure_expressions]
     exposure_outputs = [_AsDtype(e.xreplace(inputs(p))) for e in exposures for p in range(L)]
-    functions.append(function_source("nm_exposures", [x, q], [], _padded(exposure_outputs),
-                                     printer))
-    total = sympy.IndexedBase("nm_total")
+    functions.append(function_source("nm_exposures", [x.symbol, q.symbol], [],
+                                     _padded(exposure_outputs), printer))
+    total = _TupleArgument("nm_total")
     record = [_AsDtype(total[m] + x[m]) for m in range(n_state * L)]
     record += [_AsDtype(total[n_state * L + m] + value.args[0])
                for m, value in enumerate(exposure_outputs)]
     if not exposure_outputs:  # the padding slot of the exposure block
         record.append(_AsDtype(total[n_state * L]))
-    functions.append(function_source("nm_record", [total, x, q], [], record, printer))
+    functions.append(function_source("nm_record", [total.symbol, x.symbol, q.symbol], [],
+                                     record, printer))
 
     coupled_states = tuple(model.state_names.index(c) for c in model.coupled_variables)
     constants = {
@@ -390,6 +441,6 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "", prefetch: int = 0,
         n_exposures=n_exposures,
         stochastic=plan.noise_std is not None,
         swept=swept,
-        channels=tuple(coupling.channels),
+        channels=tuple(sympy.sstr(c) for c in coupling.channels),
         coupled_states=coupled_states,
     )
