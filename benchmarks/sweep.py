@@ -15,9 +15,10 @@ single simulation (one set, 10,000 steps, raw monitor) of each model. For each i
   counting the bytes read plus written), compile time (empty cache), the start of a second
   process with the disk cache, and the peak RSS;
 - the same workload with tvb-library (a Python loop of ``Simulator`` runs: a few sets, timed
-  and extrapolated linearly to 1,024) and with vbjax (``jax.vmap`` over batches of 256 sets:
-  one batch timed after compilation and extrapolated to four), when they are installed, and
-  the ratios.
+  and extrapolated linearly to 1,024) and with vbjax (``make_delay_helper``, ``delay_apply``,
+  ``mpr_dfun``, ``make_sdde`` under ``jax.jit(jax.vmap(...))``: one batch of 64 sets timed
+  after compilation and extrapolated linearly to 1,024), when they are installed, and the
+  ratios.
 
     uv run python benchmarks/sweep.py            # ~10 minutes on 2 cores
     uv run python benchmarks/sweep.py --quick    # ~2 minutes: fewer steps
@@ -55,7 +56,9 @@ SPEED_RANGE = (1.0, 10.0)
 MONITOR = "temporal_average:1.0"
 #: history channels read per edge by the Numba kernel (see the module docstring)
 CHANNELS = {"montbrio": 1, "kuramoto": 2}
-VBJAX_BATCH = 256
+#: vbjax: sets in the one vmap batch that is timed (its buffer holds every time step of every
+#: set, so all 1,024 at once need ~7 GB; the time per set-step hardly depends on the batch)
+VBJAX_BATCH = 64
 
 
 # --------------------------------------------------------------------------- machine
@@ -172,14 +175,19 @@ SECOND_PROCESS = textwrap.dedent("""
 
 def second_process_start(cache: str, n_steps: int) -> dict:
     """A new process with the disk cache filled: seconds to import, plan and prepare (lower,
-    load the compiled code, allocate, initialise)."""
+    load the compiled code, allocate, initialise). Run twice with Python's bytecode cache on
+    (in a private ``PYTHONPYCACHEPREFIX``, since ``PYTHONDONTWRITEBYTECODE`` may be set) and
+    the second run reported, as after any installation."""
     code = SECOND_PROCESS.format(benchmark=os.path.abspath(__file__), n_steps=n_steps)
-    environment = dict(os.environ, NEURALMASS_CACHE_DIR=cache)
-    started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
-                         text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["process"] = time.perf_counter() - started
+    environment = dict(os.environ, NEURALMASS_CACHE_DIR=cache,
+                       PYTHONPYCACHEPREFIX=os.path.join(cache, "pycache"))
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    for _ in range(2):
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], env=environment,
+                             capture_output=True, text=True, check=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["process"] = time.perf_counter() - started
     return result
 
 
@@ -246,7 +254,9 @@ def time_tvb_single(model, conn, n_steps) -> float:
 
 
 def time_tvb_numba_mpr(conn, n_steps) -> float | None:
-    """tvb-library's hand-written Numba backend for MPR (needs HeunStochastic; zero noise)."""
+    """tvb-library's hand-written Numba backend for MPR (needs HeunStochastic; zero noise).
+    Each ``run_sim`` renders its template and compiles anew, so the rate is taken from the
+    difference of two run lengths (the fixed cost cancels)."""
     try:
         from tvb.simulator import integrators, noise
         from tvb.simulator.backend.nb_mpr import NbMPRBackend
@@ -257,10 +267,12 @@ def time_tvb_numba_mpr(conn, n_steps) -> float | None:
     try:
         sim.configure()
         backend = NbMPRBackend()
-        backend.run_sim(sim, nstep=100)  # compile
-        started = time.perf_counter()
-        backend.run_sim(sim, nstep=n_steps)
-        return n_steps / (time.perf_counter() - started)
+        seconds = []
+        for steps in (n_steps // 10, n_steps):
+            started = time.perf_counter()
+            backend.run_sim(sim, nstep=steps)
+            seconds.append(time.perf_counter() - started)
+        return (n_steps - n_steps // 10) / max(seconds[1] - seconds[0], 1e-9)
     except Exception as error:  # an optional extra; report and go on
         print(f"  (tvb-library's Numba MPR backend did not run: {error})")
         return None
@@ -417,7 +429,7 @@ def main(argv=None) -> int:
             print(f"  tvb-library {model}: sweep {tvb_sweep[model]['rate']:.3g} set-steps/s "
                   f"({tvb_sets} sets × {n_steps} steps, extrapolated linearly to 1,024 sets); "
                   f"single {tvb_single[model]:.3g} steps/s")
-        tvb_numba = time_tvb_numba_mpr(conn, single_steps)
+        tvb_numba = time_tvb_numba_mpr(conn, 5 * single_steps)
         if tvb_numba:
             print(f"  tvb-library Numba MPR backend, single: {tvb_numba:.3g} steps/s")
     vb_sweep = {}
@@ -428,7 +440,8 @@ def main(argv=None) -> int:
                 if result:
                     vb_sweep[model, dtype] = result["rate"]
                     print(f"  vbjax {model} {dtype}: {result['rate']:.3g} set-steps/s (one vmap "
-                          f"batch of {VBJAX_BATCH} sets timed; four batches make the 1,024)")
+                          f"batch of {VBJAX_BATCH} sets × {n_steps} steps timed, extrapolated "
+                          "linearly to 1,024 sets)")
 
     print()
     print(f"| sweep (1,024 sets × {n_steps} steps) | neuralmass numba set-steps/s | effective "
@@ -444,15 +457,14 @@ def main(argv=None) -> int:
               f"{fmt(row['rate'] / vb_rate if vb_rate else None, 4)} |")
     print()
     print("| single simulation (1 set × 10,000 steps) | neuralmass numba steps/s | tvb-library "
-          "| × tvb |")
-    print("|---|---|---|---|")
+          "| × tvb | tvb-library Numba MPR backend | × it |")
+    print("|---|---|---|---|---|---|")
     for single in singles:
         tvb_rate = tvb_single.get(single["model"])
+        nb_rate = tvb_numba if single["model"] == "montbrio" else None
         print(f"| {single['model']} {single['dtype']} | {single['rate']:.3g} | {fmt(tvb_rate)} "
-              f"| {fmt(single['rate'] / tvb_rate if tvb_rate else None, 4)} |")
-    if tvb_numba:
-        print(f"\ntvb-library's hand-written Numba MPR backend (single, float64): "
-              f"{tvb_numba:.3g} steps/s")
+              f"| {fmt(single['rate'] / tvb_rate if tvb_rate else None, 4)} | {fmt(nb_rate)} "
+              f"| {fmt(single['rate'] / nb_rate if nb_rate else None, 4)} |")
     print(f"\ncopy bandwidth {bandwidth / 1e9:.1f} GB/s; effective GB/s = sets × steps × nnz "
           f"({nnz}) × C × bytes / time, C = history channels read per edge "
           f"({', '.join(f'{m} {c}' for m, c in CHANNELS.items())}); peak RSS "

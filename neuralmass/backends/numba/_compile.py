@@ -22,6 +22,7 @@ import inspect
 import os
 import sys
 import tempfile
+import threading
 import types
 from pathlib import Path
 
@@ -122,8 +123,16 @@ def _rebind(function: types.FunctionType, module: types.ModuleType) -> types.Fun
     return rebound
 
 
+_BINDING = threading.Lock()
+
+
 def compile_kernels(module: types.ModuleType) -> dict[str, object]:
     """The loops of :mod:`._kernels`, specialised to ``module`` (lazily compiled, cached)."""
+    with _BINDING:
+        return _bind_kernels(module)
+
+
+def _bind_kernels(module: types.ModuleType) -> dict[str, object]:
     namespace = module.__dict__
     if "nm_kernels" in namespace:
         return namespace["nm_kernels"]

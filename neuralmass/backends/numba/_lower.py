@@ -50,7 +50,7 @@ from ...plan import RunPlan
 from ...scheme import step_program
 from .._python_source import MathSourcePrinter, function_source
 
-__all__ = ["Lowering", "lower", "NumbaPrinter"]
+__all__ = ["Lowering", "lower", "plan_fingerprint", "NumbaPrinter"]
 
 # a pre that splits into more channels than this is evaluated per edge instead
 _MAX_CHANNELS_PER_TERM = 4

@@ -251,25 +251,31 @@ class Prepared:
             with lock:
                 return tiles.pop(0) if tiles else None
 
-        def worker():
-            steps = 32
-            while (t := next_tile()) is not None:
-                k = 0
-                while k < n_steps:
-                    if cancel.is_set():
-                        return
-                    stop = min(n_steps, k + steps)
-                    started = time.perf_counter()
-                    self.advance_tile(t, k, stop)
-                    elapsed = time.perf_counter() - started
-                    if progress is not None:
-                        progress(stop - k)
-                    rate = (stop - k) / max(elapsed, 1e-6)
-                    steps = int(min(max(1, rate * _CALL_SECONDS), 4 * steps))
-                    k = stop
+        def advance_all(t):
+            steps, k = 32, 0
+            while k < n_steps and not cancel.is_set():
+                stop = min(n_steps, k + steps)
+                started = time.perf_counter()
+                self.advance_tile(t, k, stop)
+                elapsed = time.perf_counter() - started
+                if progress is not None:
+                    progress(stop - k)
+                # grow the calls to about _CALL_SECONDS (at most 4x at a time)
+                steps = int(min(max(1, (stop - k) / max(elapsed, 1e-6) * _CALL_SECONDS),
+                                4 * steps))
+                k = stop
 
-        pool = ThreadPoolExecutor(_threads(len(tiles)))
-        futures = [pool.submit(worker) for _ in range(pool._max_workers)]
+        def worker():
+            try:
+                while not cancel.is_set() and (t := next_tile()) is not None:
+                    advance_all(t)
+            except BaseException:
+                cancel.set()  # the other workers stop too
+                raise
+
+        n_threads = _threads(len(tiles))
+        pool = ThreadPoolExecutor(n_threads)
+        futures = [pool.submit(worker) for _ in range(n_threads)]
         try:
             while wait(futures, timeout=0.1).not_done:
                 pass
@@ -322,6 +328,7 @@ def run(plan: RunPlan, *, progress: bool = False):
     """
     n_steps = plan.monitor.n_steps_simulated
     done = [0]
+    lock = threading.Lock()
     try:
         prepared = prepare(plan)
         total = prepared.tiles.n_tiles * n_steps
@@ -329,7 +336,8 @@ def run(plan: RunPlan, *, progress: bool = False):
                        f"({prepared.tiles.n_tiles} tile(s))")
         with _progress_bar(progress, total, description) as update:
             def advanced(n):
-                done[0] += n
+                with lock:
+                    done[0] += n
                 update(n)
 
             prepared.execute(n_steps, progress=advanced)
