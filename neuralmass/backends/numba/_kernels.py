@@ -47,7 +47,7 @@ __all__ = ["advance_tile", "initialize_tile", "KERNELS"]
 # ---- bound per model by _compile (placeholders, see the module docstring) -----------------
 NM_NODES = NM_LANES = NM_STATE = NM_CHANNELS = NM_SUMS = NM_EXPOSURES = NM_COUPLED = 0
 NM_STATE_BLOCK = NM_CHANNEL_BLOCK = NM_SUM_BLOCK = NM_SWEPT_BLOCK = NM_EXPOSURE_BLOCK = 1
-NM_CHANNEL_VALUES = NM_EXPOSURE_VALUES = NM_PREFETCH = 0
+NM_CHANNEL_VALUES = NM_EXPOSURE_VALUES = 0
 NM_RECORD_BLOCK = 2
 NM_BLOCK = 1
 NM_COUPLED_STATES = (0,)
@@ -91,8 +91,7 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
                     acc = channel_sums(
                         history, base, mask, node_stride, k, delay, source, weight, indptr[i],
                         near_end[i], far,
-                        (i * NM_BLOCK + k - block_start) * NM_SUM_BLOCK, NM_SUM_BLOCK,
-                        NM_PREFETCH)
+                        (i * NM_BLOCK + k - block_start) * NM_SUM_BLOCK, NM_SUM_BLOCK)
                 elif NM_SUMS > 0:
                     for e in range(indptr[i], indptr[i + 1]):
                         offset = base + source[e] * node_stride + \

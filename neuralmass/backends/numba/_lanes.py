@@ -113,28 +113,25 @@ def _check_sum_arguments(name, arrays, literals, history, weights):
 
 @intrinsic
 def channel_sums(typingctx, history, base, mask, node_stride, step, delay, source, weights,
-                 start, stop, initial, initial_offset, width, prefetch):
+                 start, stop, initial, initial_offset, width):
     """``initial[initial_offset:][:width] + Σ_e weights[e] * h_e`` over the edges
     ``start <= e < stop``, where ``h_e`` is the history block of source node ``source[e]``
     at ring row ``(step - delay[e]) & mask``; a tuple of ``width`` (a constant).
 
-    One ``<width x float>`` accumulator stays in registers across the edges. ``prefetch``
-    (a constant, 0 for none): prefetch the block of the edge that many edges ahead.
+    One ``<width x float>`` accumulator stays in registers across the edges.
     """
     _check_sum_arguments("channel_sums", (history, delay, source, weights, initial),
-                         (width, prefetch), history, weights)
+                         (width,), history, weights)
     size = int(width.literal_value)
-    prefetch_edges = int(prefetch.literal_value)
     result = types.UniTuple(history.dtype, size)
     signature = result(history, base, mask, node_stride, step, delay, source, weights, start,
-                       stop, initial, initial_offset, width, prefetch)
+                       stop, initial, initial_offset, width)
 
     def codegen(context, builder, signature, args):
         history_data = _array_data(context, builder, signature, args, 0)
         weight_data = _array_data(context, builder, signature, args, 7)
         base_v, mask_v, stride_v, step_v, start_v, stop_v, initial_v = (
             _int64(context, builder, signature, args, n) for n in (1, 2, 3, 4, 8, 9, 11))
-        count_v = context.make_array(signature.args[5])(context, builder, args[5]).nitems
         int64 = ir.IntType(64)
         element = context.get_value_type(history.dtype)
         vector = ir.VectorType(element, size)
@@ -163,18 +160,6 @@ def channel_sums(typingctx, history, base, mask, node_stride, step, delay, sourc
         total.add_incoming(first, entry)
         delayed = builder.load(_vector_pointer(builder, history_data, block_offset(edge),
                                                vector), align=itemsize)
-        if prefetch_edges:
-            ahead = builder.add(edge, ir.Constant(int64, prefetch_edges))
-            ahead = builder.select(builder.icmp_signed("<", ahead, count_v), ahead,
-                                   builder.sub(count_v, ir.Constant(int64, 1)))
-            target = builder.bitcast(builder.gep(history_data, [block_offset(ahead)]),
-                                     ir.IntType(8).as_pointer())
-            function = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [
-                    ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(32),
-                    ir.IntType(32)]), "llvm.prefetch.p0")
-            builder.call(function, [target, *(ir.Constant(ir.IntType(32), v)
-                                              for v in (0, 3, 1))])
         weight = builder.load(builder.gep(weight_data, [edge]))
         updated = builder.fadd(total, builder.fmul(delayed, _splat(builder, vector, weight)))
         following = builder.add(edge, ir.Constant(int64, 1))

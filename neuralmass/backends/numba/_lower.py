@@ -299,13 +299,9 @@ def _padded(values: list) -> list:
     return values if values else [sympy.Float(0.0)]
 
 
-def lower(plan: RunPlan, lanes: int, *, header: str = "", prefetch: int = 0,
-          block: int = 32) -> Lowering:
-    """Print the model functions of ``plan`` for tiles of ``lanes`` parameter sets.
-
-    ``prefetch``: how many edges ahead the coupling loop prefetches history (0: none);
-    ``block``: steps per block of the far-edge sums (see :mod:`._kernels`).
-    """
+def lower(plan: RunPlan, lanes: int, *, header: str = "", block: int = 32) -> Lowering:
+    """Print the model functions of ``plan`` for tiles of ``lanes`` parameter sets;
+    ``block``: steps per block of the far-edge sums (see :mod:`._kernels`)."""
     model = plan.model
     L = int(lanes)
     block_steps = int(block)
@@ -418,7 +414,6 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "", prefetch: int = 0,
         "NM_SWEPT_BLOCK": max(1, len(swept) * L),
         "NM_EXPOSURE_BLOCK": max(1, n_exposures * L),
         "NM_RECORD_BLOCK": n_state * L + max(1, n_exposures * L),
-        "NM_PREFETCH": int(prefetch),
         "NM_BLOCK": block_steps,
     }
     description = [f"# model {model.name!r}, {plan.integrator.name}"
