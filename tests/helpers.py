@@ -101,6 +101,21 @@ OU_XML = """<?xml version="1.0" encoding="UTF-8"?>
 </Lems>
 """
 
+#: Five state variables with zero drift: a step adds exactly its noise sample.
+NOISE_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<Lems description="five state variables that only integrate their noise">
+    <ComponentType name="derivatives">
+        <Parameter name="global_coupling" dimension="0.0, 1.0" default="0.0"/>
+        <Parameter name="global_speed" dimension="1.0, 10.0"/>
+        <Constant name="zero" value="0.0"/>
+        <Dynamics>
+""" + "".join(f"""            <StateVariable name="x{v}" dimension="0.0, 0.0"/>
+            <TimeDerivative variable="dx{v}" value="zero"/>
+""" for v in range(5)) + """        </Dynamics>
+    </ComponentType>
+</Lems>
+"""
+
 
 def linear_model() -> nm.Model:
     return nm.lems.loads(LINEAR_XML, filename="linear.xml")
@@ -112,6 +127,10 @@ def oscillator_model() -> nm.Model:
 
 def ou_model() -> nm.Model:
     return nm.lems.loads(OU_XML, filename="ou.xml")
+
+
+def noise_only_model() -> nm.Model:
+    return nm.lems.loads(NOISE_XML, filename="noise.xml")
 
 
 def chain_connectivity(lengths_mm: dict[tuple[int, int], float], n_regions: int,

@@ -28,7 +28,12 @@ import types
 import numpy as np
 import pytest
 import sympy
-from helpers import available_backends, max_relative_error_per_variable, stable_state
+from helpers import (
+    available_backends,
+    max_relative_error_per_variable,
+    noise_only_model,
+    stable_state,
+)
 
 import neuralmass as nm
 from neuralmass.backends import cuda
@@ -381,19 +386,6 @@ def test_philox_known_answers():
     np.testing.assert_array_equal(words, expected)
 
 
-NOISE_XML = """<?xml version="1.0" encoding="UTF-8"?>
-<Lems description="five state variables that only integrate their noise">
-    <ComponentType name="derivatives">
-        <Parameter name="global_coupling" dimension="0.0, 1.0" default="0.0"/>
-        <Parameter name="global_speed" dimension="1.0, 10.0"/>
-        <Constant name="zero" value="0.0"/>
-        <Dynamics>
-""" + "".join(f"""            <StateVariable name="x{v}" dimension="0.0, 0.0"/>
-            <TimeDerivative variable="dx{v}" value="zero"/>
-""" for v in range(5)) + """        </Dynamics>
-    </ComponentType>
-</Lems>
-"""
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -403,7 +395,7 @@ def test_noise_is_the_specified_philox_normal(dtype):
     batches."""
     from neuralmass.random import standard_normal
 
-    model = nm.lems.loads(NOISE_XML, filename="noise.xml")
+    model = noise_only_model()
     connectivity = nm.Connectivity(np.zeros((3, 3)), np.zeros((3, 3)))
     seed, n_sets, n_steps, diffusion = 2**33 + 12345, 7, 20, 0.5
     plan = make_plan(model, connectivity, {"zero": np.zeros(n_sets)}, dt=0.125,

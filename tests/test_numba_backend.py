@@ -30,6 +30,7 @@ from helpers import (
     available_backends,
     linear_model,
     max_relative_error_per_variable,
+    noise_only_model,
     ou_model,
     stable_history,
     stable_state,
@@ -188,19 +189,6 @@ def test_sweep_over_speeds_equals_sets_run_one_by_one():
 
 # ============================================================================ noise
 
-NOISE_XML = """<?xml version="1.0" encoding="UTF-8"?>
-<Lems description="five state variables that only integrate their noise">
-    <ComponentType name="derivatives">
-        <Parameter name="global_coupling" dimension="0.0, 1.0" default="0.0"/>
-        <Parameter name="global_speed" dimension="1.0, 10.0"/>
-        <Constant name="zero" value="0.0"/>
-        <Dynamics>
-""" + "".join(f"""            <StateVariable name="x{v}" dimension="0.0, 0.0"/>
-            <TimeDerivative variable="dx{v}" value="zero"/>
-""" for v in range(5)) + """        </Dynamics>
-    </ComponentType>
-</Lems>
-"""
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -208,7 +196,7 @@ def test_noise_samples_are_the_specified_philox_normals(dtype):
     """Zero drift: Euler step k adds exactly σ z(seed, k, node, set, variable); five variables
     cover two Philox blocks, a seed above 2³² both key words, several tiles the global set
     index."""
-    model = nm.lems.loads(NOISE_XML, filename="noise.xml")
+    model = noise_only_model()
     seed, n_sets, n_steps, diffusion, dt = 2**33 + 12345, 7, 20, 0.5, 0.125
     plan = make_plan(model, uncoupled_connectivity(3), {"zero": np.zeros(n_sets)}, dt=dt,
                      n_steps=n_steps, integrator="euler", noise=diffusion, seed=seed,
