@@ -18,13 +18,23 @@ def backend(request) -> str:
     return request.param
 
 
-@pytest.fixture
-def jax_x64():
-    """JAX's 64-bit mode on for one test, restored afterwards (neuralmass never flips it)."""
+def _jax_64_bit_mode(enabled: bool):
     jax = pytest.importorskip("jax")
     before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", enabled)
     try:
         yield
     finally:
         jax.config.update("jax_enable_x64", before)
+
+
+@pytest.fixture
+def jax_x64():
+    """JAX's 64-bit mode on for one test, restored afterwards (neuralmass never flips it)."""
+    yield from _jax_64_bit_mode(True)
+
+
+@pytest.fixture
+def jax_x32():
+    """JAX's default 32-bit mode for one test, whatever ran before; restored afterwards."""
+    yield from _jax_64_bit_mode(False)

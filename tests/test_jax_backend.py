@@ -1,7 +1,7 @@
 """The JAX backend as JAX: grad, jit and vmap through ``simulate``, and ``make_simulator``.
 
 Float64 tests turn JAX's 64-bit mode on for their duration only (the ``jax_x64`` fixture of
-``conftest.py``); neuralmass itself never flips it.
+``conftest.py``; ``jax_x32`` for the 32-bit tests); neuralmass itself never flips it.
 """
 
 from __future__ import annotations
@@ -20,17 +20,6 @@ from helpers import max_relative_error, stable_state  # noqa: E402
 import neuralmass as nm  # noqa: E402
 from neuralmass.backends.jax import Simulator, make_simulator  # noqa: E402
 from neuralmass.errors import ParameterError  # noqa: E402
-
-
-@pytest.fixture
-def jax_x32():
-    """JAX's default 32-bit mode for one test, whatever ran before; restored afterwards."""
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", False)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", before)
 
 
 @functools.cache
