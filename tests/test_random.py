@@ -1,5 +1,6 @@
-"""Philox4x32-10 and the noise normals of neuralmass.random (the spec the Numba and CUDA
-backends share)."""
+"""Philox4x32-10 and the noise normals of neuralmass.random (the spec every backend shares):
+the Numba scalar, NumPy and ``jax.numpy`` implementations against Random123's known answers and
+against the spec written out in plain Python, per dtype."""
 
 import math
 
@@ -30,8 +31,8 @@ def _philox_jitted(c0, c1, c2, c3, k0, k1):
 
 
 @numba.njit
-def _normals_jitted(k0, k1, step, node, parameter_set, block):
-    return nmr.normals4(k0, k1, step, node, parameter_set, block)
+def _normals_jitted(k0, k1, step, node, parameter_set, block, like):
+    return nmr.normals4(k0, k1, step, node, parameter_set, block, like.dtype.type)
 
 
 @pytest.mark.parametrize(("counter", "key", "expected"), KAT)
@@ -62,10 +63,10 @@ def test_normals_follow_the_spec():
         variables = np.arange(4 * block, 4 * block + 4)
         np.testing.assert_allclose(nmr.standard_normal(seed, step, node, set_index, variables),
                                    expected, rtol=1e-13)
-        assert nmr.normals4(k0, k1, step, node, set_index, block) == pytest.approx(
-            expected, rel=1e-13)
-        np.testing.assert_array_equal(_normals_jitted(k0, k1, step, node, set_index, block),
-                                      nmr.normals4(k0, k1, step, node, set_index, block))
+        scalar = nmr.normals4(k0, k1, step, node, set_index, block, np.float64)
+        assert scalar == pytest.approx(expected, rel=1e-13)
+        np.testing.assert_array_equal(
+            _normals_jitted(k0, k1, step, node, set_index, block, np.zeros(1)), scalar)
 
 
 def test_normals_are_standard_normal():

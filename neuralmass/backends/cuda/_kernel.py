@@ -57,6 +57,7 @@ from sympy.codegen.cnodes import restrict
 
 from ...model import symbol
 from ...plan import RunPlan
+from ...random import PHILOX_M0, PHILOX_M1, PHILOX_ROUNDS, PHILOX_W0, PHILOX_W1
 from ...scheme import step_program
 from ._printer import (
     INT,
@@ -76,12 +77,6 @@ __all__ = ["KernelSpec", "build_kernel", "history_length", "KERNEL_NAME"]
 KERNEL_NAME = "nm_simulate"
 # __constant__ memory is 64 KiB; leave room for what the compiler puts there itself
 _CONSTANT_BUDGET = 60 * 1024
-
-# Philox4x32-10 (Salmon et al. 2011, Random123; the constants of cuRAND)
-PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
-PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
-PHILOX_ROUNDS = 10
-
 
 def history_length(max_delay: int) -> int:
     """B: the smallest power of two ≥ max_delay + 2 (see the module docstring)."""

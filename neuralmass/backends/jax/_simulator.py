@@ -4,7 +4,10 @@ One parameter set is simulated by a ``lax.scan`` over steps; sets are batched wi
 ``jax.vmap``. The history of the coupled variables is a ring buffer of power-of-two length
 ``B`` (time τ lives in row ``τ & (B - 1)``); coupling reads the delayed rows of the non-zero
 edges, applies ``pre`` per edge and sums per target node (``segment_sum``). Samples are grouped
-in chunks under ``jax.checkpoint`` so that ``jax.grad`` stores O(√T) states, not T.
+in chunks under ``jax.checkpoint`` so that ``jax.grad`` stores O(√T) states, not T. The noise
+is :mod:`neuralmass.random`'s Philox stream, drawn in ``jax.numpy`` (the same numbers as the
+Numba and CUDA backends); it does not depend on the parameters, so gradients flow through the
+state as in a deterministic run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ...errors import ParameterError
 from ...model import Model
 from ...monitors import plan_monitor
 from ...plan import DTYPES, _noise_std
+from ...random import philox_normals, seed_key
 from ...scheme import get_integrator
 from ._lower import LoweredModel, lower
 
@@ -30,6 +34,16 @@ __all__ = ["Simulator", "make_simulator"]
 
 def _buffer_length(max_delay: int) -> int:
     return 1 << max(0, int(max_delay)).bit_length()
+
+
+def _philox_key(seed) -> jax.Array:
+    """The Philox key (2,) uint32 of ``seed`` (:func:`neuralmass.random.seed_key`): a Python
+    integer of any size, or a traced integer array (its low word, and its high word when it is
+    64-bit)."""
+    if not isinstance(seed, jax.core.Tracer):
+        return jnp.array(seed_key(seed), dtype=jnp.uint32)
+    high = seed >> 32 if jnp.dtype(seed.dtype).itemsize == 8 else jnp.zeros_like(seed)
+    return jnp.stack([seed.astype(jnp.uint32), high.astype(jnp.uint32)])
 
 
 class Simulator(eqx.Module):
@@ -42,6 +56,8 @@ class Simulator(eqx.Module):
     - ``initial_state``: (n_state, N) or (n_state, N, P).
     - ``initial_history``: ``None`` (constant history equal to the initial state) or
       (max_delay + 1, n_cvar, N[, P]), row max_delay being t = 0.
+    - ``seed``: the noise seed (an integer ≥ 0, or a traced integer): the Philox stream of
+      :mod:`neuralmass.random`, the same on every backend.
 
     Returns ``(states, exposures)`` of shapes (T, n_state, N, P) and (T, n_exposure, N, P).
     """
@@ -83,7 +99,7 @@ class Simulator(eqx.Module):
             axes.append(0 if value.ndim == 1 else None)
         state = jnp.asarray(initial_state, dtype=dtype)
         history = None if initial_history is None else jnp.asarray(initial_history, dtype=dtype)
-        base_key = jax.random.key(seed)
+        key = _philox_key(seed)
 
         sizes = {v.shape[0] for v in values if v.ndim == 1}
         if state.ndim == 3:
@@ -95,7 +111,7 @@ class Simulator(eqx.Module):
                                  f"number of parameter sets: {sorted(sizes)}")
         n_sets = sizes.pop() if sizes else 1
         table, speed_index = self._delay_table(params.get("global_speed"), n_sets)
-        return _run_batch(self, tuple(values), tuple(axes), state, history, base_key, table,
+        return _run_batch(self, tuple(values), tuple(axes), state, history, key, table,
                           speed_index, n_sets)
 
     def _delay_table(self, speed, n_sets):
@@ -120,7 +136,18 @@ class Simulator(eqx.Module):
         return jnp.asarray(table), jnp.asarray(index.reshape(n_sets), jnp.int32)
 
     # ------------------------------------------------------------------ one parameter set
-    def _run_one(self, values, state, history, key, delays):
+    def _noise(self, key, step, set_index, dtype):
+        """(n_state, N) standard normals of ``step`` for set ``set_index`` (global index):
+        counter (step, node, set, v // 4) under ``key``, as :mod:`neuralmass.random` says."""
+        n_blocks = -(-self.n_state // 4)
+        nodes = jnp.arange(self.n_nodes, dtype=jnp.uint32)[None, :]
+        blocks = jnp.arange(n_blocks, dtype=jnp.uint32)[:, None]
+        z = philox_normals(jnp, (key[0], key[1]), jnp.asarray(step).astype(jnp.uint32), nodes,
+                           jnp.asarray(set_index).astype(jnp.uint32), blocks, dtype)
+        # (4, n_blocks, N) -> variable v = 4 * block + m
+        return jnp.stack(z, axis=1).reshape(4 * n_blocks, self.n_nodes)[: self.n_state]
+
+    def _run_one(self, values, state, history, key, set_index, delays):
         lowered = self.lowered
         n_nodes = self.n_nodes
         if delays is None:  # a traced speed: delays in the working precision
@@ -156,9 +183,7 @@ class Simulator(eqx.Module):
                 coupling.append(full(term.post(summed, *values)[0]))
             noise = []
             if self.stochastic:
-                z = jax.random.normal(jax.random.fold_in(key, k), (self.n_state, n_nodes),
-                                      state.dtype)
-                noise = list(z)
+                noise = list(self._noise(key, k, set_index, state.dtype))
             new = lowered.step(*x, *coupling, *noise, *values)
             x = jnp.stack([full(v) for v in new])
             buffer = buffer.at[(k + 1) & mask].set(x[cvar])
@@ -200,11 +225,10 @@ class Simulator(eqx.Module):
 
 
 @eqx.filter_jit
-def _run_batch(simulator, values, axes, state, history, base_key, table, speed_index, n_sets):
+def _run_batch(simulator, values, axes, state, history, key, table, speed_index, n_sets):
     def one_set(values, state, history, set_index, speed_index):
-        key = jax.random.fold_in(base_key, set_index)
         delays = None if table is None else table[speed_index]
-        return simulator._run_one(values, state, history, key, delays)
+        return simulator._run_one(values, state, history, key, set_index, delays)
 
     batched = jax.vmap(
         one_set,

@@ -102,7 +102,8 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
                 if NM_STOCHASTIC:
                     for p in range(NM_LANES):
                         for block in range((NM_STATE + 3) // 4):
-                            z4 = normals4(key[0], key[1], k, i, sets[p], block)
+                            z4 = normals4(key[0], key[1], k, i, sets[p], block,
+                                          x.dtype.type)
                             for m in range(min(4, NM_STATE - 4 * block)):
                                 noise[(4 * block + m) * NM_LANES + p] = z4[m]
                     z = load_block(noise, 0, NM_STATE_BLOCK)
