@@ -10,8 +10,8 @@
    magnitude; stochastic runs match Numba's (same Philox noise).
 3. Launch geometry: P = 1, 31, 1,024, 5,000 and 100,003 each simulate every set exactly once;
    batches and chunks change nothing.
-4. Noise: the kernel's Philox4x32-10 against the published known-answer vectors, and its
-   normals against :func:`neuralmass.random.standard_normal`.
+4. Noise: the kernel's Philox4x32-10 against the published known-answer vectors (its normals
+   against :func:`neuralmass.random.standard_normal`, per dtype, are in ``test_noise.py``).
 5. ``gpu``: the real CuPy path against the emulation (skipped without CuPy and a GPU).
 """
 
@@ -31,7 +31,6 @@ import sympy
 from helpers import (
     available_backends,
     max_relative_error_per_variable,
-    noise_only_model,
     stable_state,
 )
 
@@ -386,28 +385,6 @@ def test_philox_known_answers():
     np.testing.assert_array_equal(words, expected)
 
 
-
-
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_noise_is_the_specified_philox_normal(dtype):
-    """Zero drift: each Euler step adds exactly σ z(seed, step, node, set, variable); five
-    variables cover two Philox blocks; seed > 2³² uses both key words; sets are global across
-    batches."""
-    from neuralmass.random import standard_normal
-
-    model = noise_only_model()
-    connectivity = nm.Connectivity(np.zeros((3, 3)), np.zeros((3, 3)))
-    seed, n_sets, n_steps, diffusion = 2**33 + 12345, 7, 20, 0.5
-    plan = make_plan(model, connectivity, {"zero": np.zeros(n_sets)}, dt=0.125,
-                     n_steps=n_steps, integrator="euler", noise=diffusion, seed=seed,
-                     initial_state=np.zeros((5, 3)), dtype=dtype)
-    states, _ = cuda.emulate(plan, block=3, batch_sets=3, chunk_samples=6)
-    steps = np.diff(np.concatenate([np.zeros((1, 5, 3, n_sets)), states]), axis=0)
-    k, v, i, p = np.meshgrid(np.arange(n_steps), np.arange(5), np.arange(3), np.arange(n_sets),
-                             indexing="ij")
-    expected = np.sqrt(2 * diffusion * 0.125) * standard_normal(seed, k, i, p, v)
-    rtol = 1e-12 if dtype == "float64" else 1e-5
-    np.testing.assert_allclose(steps, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
 
 
 #: float32 against float64 with noise: the Epileptor's second population switches branch

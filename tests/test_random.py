@@ -69,6 +69,71 @@ def test_normals_follow_the_spec():
             _normals_jitted(k0, k1, step, node, set_index, block, np.zeros(1)), scalar)
 
 
+
+def test_philox_known_answers_in_jax_uint32(jax_x32):
+    """The array-generic rounds, traced under ``jax.jit`` in JAX's 32-bit mode (no uint64)."""
+    import jax
+    import jax.numpy as jnp
+
+    counters = jnp.array([kat[0] for kat in KAT], dtype=jnp.uint32).T
+    keys = jnp.array([kat[1] for kat in KAT], dtype=jnp.uint32).T
+    words = jax.jit(nmr.philox4x32_10_words)(*counters, *keys)
+    assert all(w.dtype == jnp.uint32 for w in words)
+    assert np.stack(words, axis=-1).tolist() == [list(kat[2]) for kat in KAT]
+
+
+def _float32_spec(seed, step, node, set_index, block):
+    """The float32 spec written out on NumPy float32 scalars, with log, cos and sin taken in
+    float64 and rounded once (correctly rounded to within an ulp)."""
+    words = nmr.philox4x32_10(step, node, set_index, block, *nmr.seed_key(seed))
+    f32 = np.float32
+    u = [(f32(w) + f32(0.5)) * f32(2.0**-32) for w in words]
+    radius = [f32(math.sqrt(f32(-2.0) * f32(math.log(u[m])))) for m in (0, 2)]
+    angle = [f32(2 * math.pi) * u[m] for m in (1, 3)]
+    return [radius[m // 2] * f32((math.cos, math.sin)[m % 2](angle[m // 2])) for m in range(4)]
+
+
+#: float32 backends may differ by a few float32 ulps of the radius (|z| < 7): each has its own
+#: log, cos and sin (numpy's SIMD loops, XLA's, Numba's LLVM intrinsics, CUDA's logf).
+FLOAT32_ATOL = 4 * np.finfo(np.float32).eps * 7
+
+
+def test_float32_normals_follow_the_spec(jax_x32):
+    import jax.numpy as jnp
+
+    seed, step, set_index = 2**33 + 99, 5, 12
+    nodes = np.arange(64)
+    expected = np.array([[_float32_spec(seed, step, i, set_index, b) for b in range(2)]
+                         for i in nodes], dtype=np.float32)  # (node, block, m)
+    variables = np.arange(8)
+    reference = nmr.standard_normal(seed, step, nodes[:, None], set_index, variables[None, :],
+                                    dtype=np.float32)
+    assert reference.dtype == np.float32
+    np.testing.assert_allclose(reference, expected.reshape(64, 8), rtol=0, atol=FLOAT32_ATOL)
+    key = tuple(jnp.uint32(k) for k in nmr.seed_key(seed))
+    z = nmr.philox_normals(jnp, key, jnp.uint32(step), jnp.arange(64, dtype=jnp.uint32)[:, None],
+                           jnp.uint32(set_index), jnp.arange(2, dtype=jnp.uint32)[None, :],
+                           jnp.float32)
+    assert z[0].dtype == jnp.float32
+    np.testing.assert_allclose(np.stack(z, axis=-1).reshape(64, 8), expected.reshape(64, 8),
+                               rtol=0, atol=FLOAT32_ATOL)
+    for i in nodes[:8]:
+        for b in range(2):
+            jitted = _normals_jitted(*nmr.seed_key(seed), step, i, set_index, b,
+                                     np.zeros(1, np.float32))
+            np.testing.assert_allclose(jitted, expected[i, b], rtol=0, atol=FLOAT32_ATOL)
+
+
+def test_float64_normals_in_jax_match_numpy(jax_x64):
+    import jax.numpy as jnp
+
+    seed, steps = 31, np.arange(50)
+    key = tuple(jnp.uint32(k) for k in nmr.seed_key(seed))
+    z = nmr.philox_normals(jnp, key, jnp.asarray(steps, jnp.uint32), jnp.uint32(4),
+                           jnp.uint32(2), jnp.uint32(1), jnp.float64)
+    expected = [nmr.standard_normal(seed, steps, 4, 2, 4 + m) for m in range(4)]
+    np.testing.assert_allclose(np.stack(z), np.stack(expected), rtol=1e-14, atol=1e-15)
+
 def test_normals_are_standard_normal():
     steps = np.arange(400)[:, None, None, None]
     nodes = np.arange(5)[None, :, None, None]
