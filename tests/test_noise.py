@@ -28,6 +28,7 @@ from helpers import (
 
 import neuralmass as nm
 from neuralmass import random as nmr
+from neuralmass.errors import BackendUnavailableError
 from neuralmass.plan import make_plan
 
 BACKENDS = ["jax", *(["numba"] if "numba" in available_backends() else []), "cuda"]
@@ -35,7 +36,17 @@ BACKENDS = ["jax", *(["numba"] if "numba" in available_backends() else []), "cud
 
 def run_backend(backend: str, plan):
     """``(states, exposures)`` of ``plan`` on ``backend`` ("cuda": the emulated kernel, with
-    partial blocks, several batches and chunks)."""
+    partial blocks, several batches and chunks; "cuda-gpu": the real one, skipped without CuPy
+    and a GPU)."""
+    if backend == "cuda-gpu":
+        from neuralmass.backends import cuda
+        from neuralmass.backends.cuda._cupy import require_cupy
+
+        try:
+            require_cupy()
+        except BackendUnavailableError as error:
+            pytest.skip(str(error))
+        return cuda.run(plan, block=3, batch_sets=2, chunk_samples=7)
     if backend == "cuda":
         from neuralmass.backends import cuda
 
@@ -66,12 +77,13 @@ def dtype(request):
     return request.param
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [*BACKENDS, pytest.param("cuda-gpu", marks=pytest.mark.gpu)])
 def test_noise_samples_are_the_specified_philox_normals(backend, dtype):
     """Five variables cover two Philox blocks; 7 sets over several batches and tiles check
     that the set index is global. Tolerance: float64 1e-12 (differencing float64 states);
     float32 eps32 × (2 max|x| + 28 σ): the differences of float32 states round to an ulp of
-    |x|, and each backend's own log, cos, sin differ by a few float32 ulps of z (|z| < 7)."""
+    |x|, and each backend's own log, cos, sin (CUDA's logf, cosf, sinf on a GPU) differ by a
+    few float32 ulps of z (|z| < 7)."""
     plan = make_plan(noise_only_model(), uncoupled_connectivity(N_NODES),
                      {"zero": np.zeros(N_SETS)}, dt=DT, n_steps=N_STEPS, integrator="euler",
                      noise=DIFFUSION, seed=SEED, initial_state=np.zeros((N_VARIABLES, N_NODES)),
@@ -199,3 +211,26 @@ def test_gradient_and_jit_through_a_stochastic_run(jax_x64):
     assert abs(float(central)) > 1e-4
     assert float(derivative) == pytest.approx(float(central), rel=1e-4)
     assert float(jax.jit(loss)(g)) == pytest.approx(float(loss(g)), rel=1e-13)
+
+
+def test_seed_may_be_traced(jax_x64):
+    """``make_simulator``'s seed may be a traced integer (e.g. ``jax.vmap`` over seeds): the
+    same numbers as the Python seed, its low and high words included."""
+    import jax
+    import jax.numpy as jnp
+
+    from neuralmass.backends.jax import make_simulator
+
+    connectivity = uncoupled_connectivity(N_NODES)
+    simulator = make_simulator(noise_only_model(), connectivity, dt=DT, n_steps=4,
+                               integrator="euler", noise=DIFFUSION)
+    state = np.zeros((N_VARIABLES, N_NODES))
+    for seed in (5, 2**33 + 5):
+        eager, _ = simulator({}, state, seed=seed)
+        traced, _ = jax.jit(lambda s: simulator({}, state, seed=s))(jnp.int64(seed))
+        np.testing.assert_array_equal(np.asarray(traced), np.asarray(eager))
+    seeds = jnp.arange(3, dtype=jnp.int64)
+    batched, _ = jax.vmap(lambda s: simulator({}, state, seed=s))(seeds)
+    for seed in range(3):
+        np.testing.assert_array_equal(np.asarray(batched[seed]),
+                                      np.asarray(simulator({}, state, seed=seed)[0]))
