@@ -44,7 +44,7 @@ import warnings
 import sympy
 from lxml import etree
 
-from ..errors import ExpressionError, ModelError
+from ..errors import ExpressionError, ModelError, ModelWarning
 from ..model import (
     IMPLICIT_SCALARS,
     SWEEP_ONLY,
@@ -100,6 +100,7 @@ class _Reader:
         self.symbols: dict[str, sympy.Symbol] = {}
         self.declared: dict[str, int | None] = {}  # name -> line of declaration
         self.kinds: dict[str, str] = {}  # name -> the element that declared it
+        self.constant_positions: dict[str, int] = {}  # Constant name -> its place in parameters
 
     # ------------------------------------------------------------------ helpers
     def at(self, element: etree._Element | None) -> str:
@@ -108,6 +109,10 @@ class _Reader:
 
     def error(self, element: etree._Element | None, message: str) -> ModelError:
         return ModelError(f"{self.at(element)}: {message}")
+
+    def warn(self, element: etree._Element | None, message: str) -> None:
+        # The message names the model file and line, which is what a user needs.
+        warnings.warn(f"{self.at(element)}: {message}", ModelWarning, stacklevel=2)
 
     def attribute(self, element, *names: str, required: bool = True) -> str | None:
         for name in names:
@@ -267,7 +272,7 @@ class _Reader:
             if tag == "Parameter":
                 parameters.append(self.read_parameter(el))
             elif tag == "Constant":
-                parameters.append(self.read_constant(el))
+                self.add_constant(el, parameters)
             elif tag == "DerivedParameter":
                 pname = self.name_of(el)
                 self.declare(pname, el)
@@ -301,19 +306,27 @@ class _Reader:
         scalar_symbols = {n: self.symbols[n] for n in scalar_names}
         resolved_derived = self.read_derived_parameters(derived_parameters, scalar_symbols)
 
+        indices: dict[int, int | None] = {}
+        for part in coupling_parts:
+            scale_name, _, scale_el = part["scale"]
+            index = int(_COUPLING_SCALE_RE.match(scale_name).group(1))
+            if index in indices:  # c_pop0 and c_pop00
+                raise self.error(scale_el, f"c_pop{index} is defined twice (also on line "
+                                           f"{indices[index]})")
+            indices[index] = scale_el.sourceline
         state_symbols = {sv["name"]: self.symbols[sv["name"]] for sv in states}
-        coupling_terms = [self.finish_coupling(part, scalar_symbols, state_symbols)
-                          for part in coupling_parts]
-        indices = {}
-        for term in coupling_terms:
-            if term.index in indices:
-                raise ModelError(f"{self.display}:{term.line}: c_pop{term.index} is defined "
-                                 f"twice (also on line {indices[term.index]})")
-            indices[term.index] = term.line
-        coupling_terms.sort(key=lambda t: t.index)
+        coupling_terms = sorted((self.finish_coupling(part, scalar_symbols, state_symbols)
+                                 for part in coupling_parts if part["delayed"] is not None),
+                                key=lambda t: t.index)
+        # Components that couple nothing (see read_coupling_declarations): c_pop<k> = 0.
+        zero_couplings = [DerivedQuantity(name, sympy.Integer(0), el.sourceline)
+                          for name, _, el in (part["scale"] for part in coupling_parts
+                                              if part["delayed"] is None)]
+        resolved_derived = zero_couplings + resolved_derived
 
         dynamic_symbols = {**scalar_symbols, **state_symbols,
-                           **{str(t.symbol): t.symbol for t in coupling_terms}}
+                           **{str(t.symbol): t.symbol for t in coupling_terms},
+                           **{z.name: self.symbols[z.name] for z in zero_couplings}}
         derived_variables, derivative_elements = self.read_dynamics(dynamics, dynamic_symbols)
         state_variables = self.pair_derivatives(states, derivative_elements, dynamic_symbols)
 
@@ -370,9 +383,29 @@ class _Reader:
         return Parameter(name, default, rng, "parameter", None,
                          el.get("description", "").strip(), el.sourceline)
 
-    def read_constant(self, el) -> Parameter:
+    def add_constant(self, el, parameters: list[Parameter]) -> None:
+        """Append the Constant ``el`` to ``parameters``. A Constant declared again replaces
+        the earlier one in place, as RateML does (it keeps the last), with a ModelWarning."""
         name = self.name_of(el)
-        self.declare(name, el)
+        position = self.constant_positions.get(name)
+        if position is None:
+            self.declare(name, el)
+            self.constant_positions[name] = len(parameters)
+            parameters.append(self.read_constant(el, name))
+            return
+        earlier, constant = parameters[position], self.read_constant(el, name)
+        parameters[position] = constant
+        if constant.default == earlier.default:
+            self.warn(el, f"Constant {name!r} is declared twice, on lines {earlier.line} and "
+                          f"{constant.line}, with the same value {constant.default!r}; the "
+                          "last declaration is used, as RateML does")
+        else:
+            self.warn(el, f"Constant {name!r} is declared twice with different values: "
+                          f"{earlier.default!r} on line {earlier.line} and "
+                          f"{constant.default!r} on line {constant.line}; keeping the last "
+                          f"({constant.default!r}), as RateML does")
+
+    def read_constant(self, el, name: str) -> Parameter:
         value = self.number(el, self.attribute(el, "value", "default"),
                             what=f"value of Constant {name!r}")
         rng, step = None, None
@@ -409,7 +442,8 @@ class _Reader:
             rng = self.pair(el, rng_text, what=f"initial range of StateVariable {name!r}")
             bounds_text = self.attribute(el, "exposure", "boundaries", required=False)
             bounds = None
-            if bounds_text is not None and bounds_text.strip():
+            # RateML writes exposure="None" (or "") for a state variable without bounds.
+            if bounds_text is not None and bounds_text.strip().lower() not in ("", "none"):
                 lo, hi = self.pair(el, bounds_text, what=f"bounds of StateVariable {name!r}",
                                    allow_none=True)
                 lo = None if lo is not None and lo == float("-inf") else lo
@@ -462,7 +496,7 @@ class _Reader:
                                          f"index {index} is {source!r}")
                 delayed = (name, source, el)
             elif tag == "Constant":
-                parameters.append(self.read_constant(el))
+                self.add_constant(el, parameters)
             elif tag == "DerivedParameter":
                 name = self.name_of(el)
                 text = self.attribute(el, "value", "expression")
@@ -481,13 +515,6 @@ class _Reader:
                     derived_parameters.append((name, text, el))
             else:
                 dynamics = el
-        if delayed is None:
-            raise self.error(component, f"{context} needs a Parameter naming the delayed "
-                                        "variable and its state index, e.g. "
-                                        "<Parameter name='x1_j' dimension='0'/>")
-        if scale is None:
-            raise self.error(component, f"{context} needs a DerivedParameter 'c_pop<k>' "
-                                        "(the coupling scale, e.g. value='global_coupling')")
         functions = {}
         if dynamics is not None:
             for tag, el in self.children(dynamics, ("DerivedVariable",), f"{context} Dynamics"):
@@ -497,6 +524,18 @@ class _Reader:
                 if fname in functions:
                     raise self.error(el, f"{context} defines {fname!r} twice")
                 functions[fname] = (self.attribute(el, "value", "expression"), el)
+        if scale is None:
+            raise self.error(component, f"{context} needs a DerivedParameter 'c_pop<k>' "
+                                        "(the coupling scale, e.g. value='global_coupling')")
+        if delayed is None and not functions:
+            # RateML generates no coupling for such a component: its c_pop<k> is 0.
+            self.warn(component, f"{context} has no Parameter naming a delayed variable and "
+                                 f"no 'pre' or 'post': it couples nothing and {scale[0]} is "
+                                 "0, as in RateML")
+        elif delayed is None:
+            raise self.error(component, f"{context} needs a Parameter naming the delayed "
+                                        "variable and its state index, e.g. "
+                                        "<Parameter name='x1_j' dimension='0'/>")
         return {"component": component, "delayed": delayed, "scale": scale,
                 "functions": functions}
 
@@ -598,11 +637,8 @@ class _Reader:
                 raise self.error(el, f"TimeDerivative {variable!r} has no state variable "
                                      f"(state variables: {', '.join(names)})")
             target = names[position]
-            warnings.warn(
-                f"{self.at(el)}: TimeDerivative {variable!r} names no state variable; "
-                f"paired by position with {target!r}",
-                stacklevel=4,
-            )
+            self.warn(el, f"TimeDerivative {variable!r} names no state variable; "
+                          f"paired by position with {target!r}")
             paired[target] = el
         result = []
         for s in states:
