@@ -103,7 +103,8 @@ def list_models() -> None:
 @app.command()
 def show(model: Annotated[str, typer.Argument(help="bundled model name or XML path")]) -> None:
     """Print a model's equations."""
-    console.print(str(_load(model)), highlight=False)
+    # Plain text: rich's line splitting is quadratic in the number of lines (issue 8, §7).
+    typer.echo(str(_load(model)))
 
 
 @app.command()

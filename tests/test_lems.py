@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -959,3 +960,82 @@ def test_a_rateml_style_file_loads_unchanged_and_simulates_as_written_out():
                         n_steps=200, initial_state=initial) for m in (model, reference)]
     assert np.all(np.isfinite(runs[0].data))
     np.testing.assert_allclose(runs[0].data, runs[1].data, rtol=1e-12, atol=0)
+
+
+# --------------------------------------------------------------------------- sizes
+# (issue 8, section 7) Reading is linear in the file, and a model beyond sane sizes is refused.
+
+
+def many_declarations(n: int) -> str:
+    """A valid model with about ``n`` elements: Constants, DerivedParameters and
+    DerivedVariables that each use an earlier name (each one an expression to parse)."""
+    quarter = n // 4
+    params = "\n".join(
+        [f'<Constant name="k{i}" value="{i}e-3"/>' for i in range(2 * quarter)]
+        + [f'<DerivedParameter name="p{i}" value="k{i} * 2 + k{i + 1}"/>'
+           for i in range(quarter)])
+    dynamics = "\n".join(f'<DerivedVariable name="v{i}" value="x * p{i} - y"/>'
+                         for i in range(quarter))
+    return make(params=params, dynamics=dynamics)
+
+
+def cpu_seconds(function, repeats: int) -> float:
+    """The least CPU time (process_time: others' load on a shared machine does not count)
+    of ``repeats`` calls of ``function``."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        function()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def test_reading_time_is_linear_in_the_number_of_declarations():
+    # 8x the declarations must cost about 8x the time. Before issue 8 every expression built
+    # a dict of every declared name: 1,000 -> 8,000 elements cost ~23x. The margin (16x) is
+    # twice the linear ratio, for the noise of a shared machine.
+    small, large = many_declarations(1000), many_declarations(8000)
+    assert len(lems.loads(large).derived_variables) == 2000
+    ratio = cpu_seconds(lambda: lems.loads(large), 2) / cpu_seconds(lambda: lems.loads(small), 3)
+    assert ratio < 16, f"8x the declarations took {ratio:.1f}x the time"
+
+
+def test_parsing_time_is_linear_in_the_length_of_an_expression():
+    # A sum (and a product) of 1,600 terms in one expression costs about 4x one of 400 terms
+    # (n log n: SymPy sorts the terms). Built pairwise, SymPy re-flattened the whole sum at
+    # every '+': 400 -> 1,600 terms cost ~190x. Margin: 12x (the short run takes ~10 ms).
+    def model(n: int) -> str:
+        params = "\n".join(f'<Constant name="k{i}" value="1"/>' for i in range(n))
+        terms = " + ".join(f"k{i} * x" for i in range(0, n, 2))
+        factors = " * ".join(f"k{i}" for i in range(1, n, 2))
+        return make(params=params, dynamics=f'<DerivedVariable name="s" value="{terms}"/>'
+                                             f'<DerivedVariable name="m" value="{factors}"/>')
+    short, long = model(400), model(1600)
+    (s, m) = lems.loads(long).derived_variables
+    assert len(s.expression.args) == 800 and len(m.expression.args) == 800
+    ratio = cpu_seconds(lambda: lems.loads(long), 3) / cpu_seconds(lambda: lems.loads(short), 5)
+    assert ratio < 12, f"4x the terms took {ratio:.1f}x the time"
+
+
+def test_a_model_beyond_sane_sizes_is_refused_clearly(tmp_path):
+    # Too many elements: refused at the first one beyond the limit, before building anything.
+    n = lems.MAX_ELEMENTS
+    text = make(params="\n".join(f'<Constant name="k{i}" value="1"/>' for i in range(n)))
+    start = time.process_time()
+    # The template declares 5 elements before the Constants k0, k1, ...
+    error = fails(tmp_path, text, line_of(text, f'"k{n - 5}"'),
+                  r"more than 10,000 XML elements, the most neuralmass reads in a model \(a "
+                  r"neural mass model has tens to hundreds\)")
+    assert time.process_time() - start < 10  # lxml's parse and a count: well under a second
+    assert isinstance(error, ValueError)
+    # Too many bytes: a file is refused before it is read (this one is sparse), a string too.
+    big = tmp_path / "big.xml"
+    with open(big, "wb") as handle:
+        handle.truncate(lems.MAX_FILE_BYTES + 1)
+    with pytest.raises(ModelError, match=r"^big\.xml: the model is 1,048,577 bytes, more than "
+                                         r"the 1,048,576 bytes neuralmass reads \(a neural "
+                                         r"mass model is a few kB; a larger file is refused"):
+        lems.load(big)
+    text = make(params=" " * lems.MAX_FILE_BYTES)
+    with pytest.raises(ModelError, match=rf"^<string>: the model is {len(text):,} bytes"):
+        lems.loads(text)

@@ -40,6 +40,7 @@ import keyword
 import os
 import re
 import warnings
+from collections.abc import Mapping
 
 import sympy
 from lxml import etree
@@ -59,10 +60,18 @@ from ..model import (
 )
 from ._expression import parse_expression
 
-__all__ = ["load", "loads"]
+__all__ = ["MAX_ELEMENTS", "MAX_FILE_BYTES", "load", "loads"]
+
+# Sane sizes. RateML's largest models are ~20 kB and ~200 elements; a file far beyond that is a
+# wrong file (or a hostile one), and reading it would cost minutes: reading is linear, but a
+# 10,000-character expression takes ~0.5 s to turn into SymPy (issue 8, section 7).
+MAX_FILE_BYTES = 1024 * 1024
+MAX_ELEMENTS = 10_000
 
 _COUPLING_SCALE_RE = re.compile(r"c_pop(\d+)$")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+# A plain decimal literal: what parse_expression reads as the same float64, only faster.
+_DECIMAL_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _RESERVED = {"pi", "inf", "M_PI", "M_PI_F", "dt", "n_node", "pre", "post"}
 # Implicit scalars a model may declare itself, and the elements that may declare them.
 _IMPLICIT_DECLARATIONS = {
@@ -78,7 +87,8 @@ def load(path: str | os.PathLike) -> Model:
     path = os.fspath(path)
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            _check_size(os.path.basename(path), os.fstat(handle.fileno()).st_size)
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise ModelError(f"{path}: cannot read model file: {err.strerror}") from None
     return loads(data, filename=path)
@@ -89,8 +99,36 @@ def loads(text: str | bytes, *, filename: str = "<string>") -> Model:
     return _Reader(filename).read(text)
 
 
+def _check_size(display: str, n_bytes: int) -> None:
+    if n_bytes > MAX_FILE_BYTES:
+        raise ModelError(f"{display}: the model is {n_bytes:,} bytes, more than the "
+                         f"{MAX_FILE_BYTES:,} bytes neuralmass reads (a neural mass model is a "
+                         "few kB; a larger file is refused rather than read for minutes)")
+
+
 def _local(tag: object) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+class _Unavailable(Mapping):
+    """The names the model declares that an expression may not use, each with the reason
+    (``"is the StateVariable on line 9, which cannot be used here"``). Looked up lazily: built
+    per expression, a dict would make reading quadratic in the number of declarations."""
+
+    def __init__(self, reader: _Reader, allowed: Mapping[str, object]):
+        self.reader, self.allowed = reader, allowed
+
+    def __getitem__(self, name: str) -> str:
+        if name in self.allowed or name not in self.reader.kinds:
+            raise KeyError(name)
+        return (f"is the {self.reader.kinds[name]} on line {self.reader.declared[name]}, "
+                "which cannot be used here")
+
+    def __iter__(self):
+        return (name for name in self.reader.kinds if name not in self.allowed)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class _Reader:
@@ -159,19 +197,16 @@ class _Reader:
 
     def expression(self, element, text: str, allowed, *, what: str, boolean=False):
         where = f"{self.at(element)}: {what}"
-        # Names the model declares but this expression may not use get a precise message.
-        unavailable = {
-            name: f"is the {kind} on line {self.declared[name]}, which cannot be used here"
-            for name, kind in self.kinds.items() if name not in allowed
-        }
         return parse_expression(text, allowed, where=where, boolean=boolean,
-                                unavailable=unavailable)
+                                unavailable=_Unavailable(self, allowed))
 
     def number(self, element, text: str, *, what: str) -> float:
         """A numeric literal or constant expression (``pi/2``, ``1e-3f``, ``inf``)."""
         text = text.strip()
         if text.lower() in ("none", ""):
             raise self.error(element, f"{what}: expected a number but got {text!r}")
+        if _DECIMAL_RE.fullmatch(text):  # the common case, without building an AST
+            return float(text)
         try:
             value = parse_expression(text, {}, where=f"{self.at(element)}: {what}")
         except ExpressionError as err:
@@ -211,6 +246,7 @@ class _Reader:
     def read(self, text: str | bytes) -> Model:
         if isinstance(text, str):
             text = text.encode("utf-8")
+        _check_size(self.display, len(text))
         if not text.strip():
             raise ModelError(f"{self.display}: empty XML document")
         parser = etree.XMLParser(
@@ -226,6 +262,11 @@ class _Reader:
             raise ModelError(f"{self.display}: empty XML document")
         if _local(root.tag) != "Lems":
             raise self.error(root, f"the root element must be <Lems>, not <{_local(root.tag)}>")
+        for count, element in enumerate(root.iter(), 1):
+            if count > MAX_ELEMENTS:
+                raise self.error(element, f"more than {MAX_ELEMENTS:,} XML elements, the most "
+                                          "neuralmass reads in a model (a neural mass model "
+                                          "has tens to hundreds)")
 
         derivatives = None
         couplings, noise = [], None
