@@ -186,10 +186,12 @@ class Model:
         return {p.name: p.default for p in self.parameters}
 
     def parameter(self, name: str) -> Parameter:
-        for p in self.parameters:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+        return self._parameters_by_name[name]
+
+    @cached_property
+    def _parameters_by_name(self) -> dict[str, Parameter]:
+        # A dict, not a search: simulate() looks every parameter up (issue 8, section 7).
+        return {p.name: p for p in self.parameters}
 
     @property
     def state_symbols(self) -> tuple[sympy.Symbol, ...]:
