@@ -1039,3 +1039,13 @@ def test_a_model_beyond_sane_sizes_is_refused_clearly(tmp_path):
     text = make(params=" " * lems.MAX_FILE_BYTES)
     with pytest.raises(ModelError, match=rf"^<string>: the model is {len(text):,} bytes"):
         lems.loads(text)
+
+
+def test_an_error_in_a_large_model_names_a_few_known_symbols_not_all():
+    text = many_declarations(2000).replace('value="x * p0 - y"', 'value="x * qqq0"')
+    with pytest.raises(ExpressionError) as info:
+        lems.loads(text)
+    message = str(info.value)
+    assert re.search(r"unknown symbol 'qqq0' in 'x \* qqq0' \(known: c_pop0, dt, .*, "
+                     r"\.\.\. \(\d+ more\)\)$", message), message
+    assert len(message) < 600

@@ -212,6 +212,14 @@ def _cap_exact(expr: sympy.Basic) -> sympy.Basic:
     return expr
 
 
+def _some(names: list[str], most: int = 30) -> str:
+    """``names`` for a message, the first ``most`` of them when there are many."""
+    if not names:
+        return "none"
+    more = f", ... ({len(names) - most} more)" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def _format(value: float) -> str:
     return f"({value:g})" if value < 0 else f"{value:g}"
 
@@ -352,7 +360,7 @@ class _Builder:
             raise self.fail(f"{name!r} {self.unavailable[name]}")
         close = difflib.get_close_matches(name, list(self.symbols), n=1)
         hint = (f"; did you mean {close[0]!r}?" if close
-                else f" (known: {', '.join(sorted(self.symbols)) or 'none'})")
+                else f" (known: {_some(sorted(self.symbols))})")
         raise ExpressionError(
             f"{self.where}: unknown symbol {name!r} in {_echo(self.text)}{hint}"
         )
