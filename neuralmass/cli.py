@@ -57,7 +57,7 @@ def parse_grid(model: Model, specs: list[str], grid_all: int | None) -> dict[str
     The Cartesian product keeps the order given, first slowest."""
     axes: dict[str, np.ndarray] = {}
     if grid_all is not None:
-        declared = [p for p in model.parameters if p.kind == "parameter" and p.range]
+        declared = _declared_ranges(model)
         if not declared:
             raise _fail(f"model {model.name!r} declares no Parameter with a range to sweep")
         for p in declared:
@@ -90,6 +90,28 @@ def parse_grid(model: Model, specs: list[str], grid_all: int | None) -> dict[str
     return make_grid(**axes) if axes else {}
 
 
+def _declared_ranges(model: Model):
+    """The Parameters ``--grid-all`` sweeps: those the model declares with a range."""
+    return [p for p in model.parameters if p.kind == "parameter" and p.range]
+
+
+def check_conflicts(model: Model, grid: list[str], grid_all: int | None, param: list[str],
+                    speed: float | None) -> None:
+    """Each name is set by one option: the same name in two of --grid, --grid-all, --param
+    (or global_speed and --speed) is a usage error, not a silent choice of one of them."""
+    sources = ([(f"--grid-all {grid_all}", p.name) for p in _declared_ranges(model)]
+               if grid_all is not None else [])
+    sources += [(f"--grid {spec!r}", spec.partition("=")[0].strip()) for spec in grid]
+    sources += [(f"--param {spec!r}", spec.partition("=")[0].strip()) for spec in param]
+    if speed is not None:
+        sources.append((f"--speed {speed:g}", "global_speed"))
+    seen: dict[str, str] = {}
+    for option, name in sources:
+        if name in seen:
+            raise _fail(f"{seen[name]} and {option} both set {name!r}; give each name once")
+        seen[name] = option
+
+
 @app.command("models")
 def list_models() -> None:
     """List the bundled models."""
@@ -103,7 +125,8 @@ def list_models() -> None:
 @app.command()
 def show(model: Annotated[str, typer.Argument(help="bundled model name or XML path")]) -> None:
     """Print a model's equations."""
-    console.print(str(_load(model)), highlight=False)
+    # Plain text: rich's line splitting is quadratic in the number of lines (issue 8, §7).
+    typer.echo(str(_load(model)))
 
 
 @app.command()
@@ -137,6 +160,7 @@ def run(
     from ._simulate import simulate
 
     the_model = _load(model)
+    check_conflicts(the_model, grid or [], grid_all, param or [], speed)
     connectivity = _connectivity(conn, speed)
     params: dict[str, object] = dict(parse_grid(the_model, grid or [], grid_all))
     for spec in param or []:

@@ -32,5 +32,10 @@ class SimulationError(NeuralmassError, RuntimeError):
     """A simulation diverged (NaN or inf); the message names the first step, region and set."""
 
 
+class ModelWarning(UserWarning):
+    """A model file uses a convention neuralmass accepts (often one of RateML's) but reads in a
+    way worth knowing: the message names the file and line and says what was done."""
+
+
 class BackendUnavailableError(NeuralmassError, RuntimeError):
     """The requested backend cannot run here (a package or a device is missing)."""

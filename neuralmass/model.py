@@ -186,10 +186,12 @@ class Model:
         return {p.name: p.default for p in self.parameters}
 
     def parameter(self, name: str) -> Parameter:
-        for p in self.parameters:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+        return self._parameters_by_name[name]
+
+    @cached_property
+    def _parameters_by_name(self) -> dict[str, Parameter]:
+        # A dict, not a search: simulate() looks every parameter up (issue 8, section 7).
+        return {p.name: p for p in self.parameters}
 
     @property
     def state_symbols(self) -> tuple[sympy.Symbol, ...]:
@@ -296,26 +298,36 @@ def topological_order(
 ) -> list[str]:
     """Order ``name = expr`` definitions so each comes after what it uses.
 
+    A depth-first search with an explicit stack, linear in the definitions and their uses
+    (a long chain ``a1 = a0 + 1, a2 = a1 + 1, ...`` must not exhaust Python's recursion).
     Raises ModelError naming the cycle (``a -> b -> a``) and the line of its first member.
     """
     items = list(items)
     defined = {name for name, _, _ in items}
-    uses = {name: {s.name for s in expr.free_symbols} & defined for name, expr, _ in items}
+    uses = {name: sorted({s.name for s in expr.free_symbols} & defined)
+            for name, expr, _ in items}
     order: list[str] = []
-    state: dict[str, int] = {}  # 1 = visiting, 2 = done
-
-    def visit(name: str, path: list[str]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            cycle = path[path.index(name):] + [name]
-            raise ModelError(f"{where[cycle[0]]}: cycle among {kind}: {' -> '.join(cycle)}")
-        state[name] = 1
-        for used in sorted(uses[name]):
-            visit(used, path + [name])
-        state[name] = 2
-        order.append(name)
-
-    for name, _, _ in items:
-        visit(name, [])
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for root, _, _ in items:
+        if root in state:
+            continue
+        path, pending = [root], [iter(uses[root])]
+        state[root] = 1
+        while pending:
+            for used in pending[-1]:
+                if state.get(used) == 2:
+                    continue
+                if state.get(used) == 1:
+                    cycle = path[path.index(used):] + [used]
+                    raise ModelError(
+                        f"{where[cycle[0]]}: cycle among {kind}: {' -> '.join(cycle)}")
+                state[used] = 1
+                path.append(used)
+                pending.append(iter(uses[used]))
+                break
+            else:
+                pending.pop()
+                done = path.pop()
+                state[done] = 2
+                order.append(done)
     return order

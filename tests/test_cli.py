@@ -97,3 +97,44 @@ def test_ci_runs_exactly_the_readme_test_command():
 @pytest.mark.parametrize("name", ["LICENSE", "uv.lock", "pyproject.toml"])
 def test_project_files_exist(name):
     assert (ROOT / name).is_file()
+
+
+# (issue 8, section 7) Conflicting options are usage errors, not silent choices: before,
+# `--grid eta=-5:-4:2 --param eta=3` ran eta = 3 in every set.
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--grid", "eta=-5:-4:2", "--param", "eta=3"],
+         "--grid 'eta=-5:-4:2' and --param 'eta=3' both set 'eta'; give each name once"),
+        (["--grid", "eta=-5:-4:2", "--grid", "eta=4"],
+         "--grid 'eta=-5:-4:2' and --grid 'eta=4' both set 'eta'"),
+        (["--param", "eta=3", "--param", " eta=4"],
+         "--param 'eta=3' and --param ' eta=4' both set 'eta'"),
+        (["--grid-all", "2", "--grid", "global_coupling=0:1:3"],
+         "--grid-all 2 and --grid 'global_coupling=0:1:3' both set 'global_coupling'"),
+        (["--grid-all", "2", "--param", "global_coupling=0.1"],
+         "--grid-all 2 and --param 'global_coupling=0.1' both set 'global_coupling'"),
+        (["--speed", "3", "--param", "global_speed=2"],
+         "--param 'global_speed=2' and --speed 3 both set 'global_speed'"),
+        (["--speed", "3", "--grid", "global_speed=1:10:2"],
+         "--grid 'global_speed=1:10:2' and --speed 3 both set 'global_speed'"),
+    ],
+)
+def test_a_name_set_by_two_options_is_a_usage_error(options, message):
+    result = runner.invoke(app, ["run", "montbrio", *options, "--steps", "10",
+                                 "--backend", "jax"])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())  # rich may wrap the line
+    assert "Traceback" not in result.output and "parameter sets" not in result.output
+
+
+def test_options_that_do_not_conflict_run_each_as_given(tmp_path):
+    out = tmp_path / "run.npz"
+    result = runner.invoke(app, ["run", "montbrio", "--grid", "eta=-5:-4:2", "--param",
+                                 "global_coupling=0.1", "--steps", "10", "--backend", "jax",
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 parameter sets × 10 steps" in result.output
+    saved = np.load(out)
+    np.testing.assert_array_equal(saved["param_eta"], [-5, -4])  # exact: linspace's ends
+    np.testing.assert_array_equal(saved["param_global_coupling"], [0.1, 0.1])

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sympy
 
+import neuralmass as nm
 import neuralmass.lems as lems
-from neuralmass.errors import ExpressionError, ModelError
+from neuralmass.errors import ExpressionError, ModelError, ModelWarning
 from neuralmass.model import symbol
 
 # A two-variable model with one coupling term; @NAME@ markers are replaced by each test.
@@ -397,7 +400,8 @@ def test_hostile_xml_reads_no_file_and_does_not_explode(tmp_path):
 
 
 def test_duplicate_parameters(tmp_path):
-    text = make(params='<Constant name="omega" value="2"/>')
+    # (a Constant declared twice is RateML's convention: see the tests at the end)
+    text = make(params='<Parameter name="omega" dimension="0, 2"/>')
     fails(tmp_path, text, line_of(text, '"omega"', 2),
           rf"duplicate name 'omega' \(first declared on line {quoted(text, 'omega')}\)")
 
@@ -835,3 +839,213 @@ def test_the_example_in_the_docs(tmp_path):
     with pytest.raises(ExpressionError) as info:
         load(tmp_path, example.replace("cubic - W", "cubc - W"))
     assert str(info.value) == quoted
+
+
+# --------------------------------------------------------------------------- RateML's conventions
+# (issue 8, section 4) RateML's own model files use three conventions RateML accepts; a file
+# written with them loads unchanged, with a ModelWarning where neuralmass makes a choice.
+
+RATEML_CONVENTIONS = Path(__file__).parent / "data" / "rateml_conventions.xml"
+
+
+def test_rateml_exposure_none_or_empty_means_no_bounds(tmp_path):
+    template = TEMPLATE.replace(
+        '<StateVariable name="x" dimension="0.0, 1.0"/>',
+        '<StateVariable name="x" dimension="0.0, 1.0" exposure="None"/>').replace(
+        '<StateVariable name="y" dimension="-1.0, 1.0"/>',
+        '<StateVariable name="y" dimension="-1.0, 1.0" exposure=""/>')
+    dynamics = ('<StateVariable name="z" dimension="0, 1" exposure=" none "/>'
+                '<TimeDerivative variable="dz" value="0"/>')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: this is plain RateML
+        model = load(tmp_path, make(template=template, dynamics=dynamics))
+    assert [sv.bounds for sv in model.state_variables] == [None, None, None]
+
+
+def test_rateml_constant_declared_twice_with_one_value_warns_naming_both_lines(tmp_path):
+    text = make(params='<Constant name="tau" value="2.0" description="again"/>')
+    first, second = line_of(text, '"tau"'), line_of(text, '"tau"', 2)
+    with pytest.warns(ModelWarning) as record:
+        model = load(tmp_path, text)
+    (warning,) = record
+    assert str(warning.message) == (
+        f"model.xml:{second}: Constant 'tau' is declared twice, on lines {first} and {second}, "
+        "with the same value 2.0; the last declaration is used, as RateML does")
+    assert model.parameter_names.count("tau") == 1
+    assert model.parameter("tau").description == "again"  # the last declaration
+    assert model.parameter("tau").line == second
+
+
+def test_rateml_constant_declared_twice_with_two_values_keeps_the_last(tmp_path):
+    # Redeclared in a coupling component: RateML keeps the last one there too.
+    component = coupling(name="coupling_y", delayed='<Parameter name="y_j" dimension="1"/>',
+                         scale='<DerivedParameter name="c_pop1" value="global_coupling"/>\n'
+                               '    <Constant name="omega" value="0.25"/>',
+                         functions='<DerivedVariable name="pre" value="y_j"/>')
+    text = make(components=component, dy="c_pop1 - y / tau")
+    first, second = line_of(text, '"omega"'), line_of(text, '"omega"', 2)
+    with pytest.warns(ModelWarning) as record:
+        model = load(tmp_path, text)
+    (warning,) = record
+    assert str(warning.message) == (
+        f"model.xml:{second}: Constant 'omega' is declared twice with different values: "
+        f"1.5 on line {first} and 0.25 on line {second}; keeping the last (0.25), as RateML "
+        "does")
+    assert model.defaults["omega"] == 0.25
+    # The constant keeps its first place among the parameters.
+    assert model.parameter_names[:3] == ("global_coupling", "omega", "tau")
+    assert value(model.drift[0], c_pop0=0.0, omega=model.defaults["omega"]) == 0.25
+
+
+def test_a_constant_redeclared_as_another_element_is_still_an_error(tmp_path):
+    text = make(params='<Parameter name="tau" dimension="0, 1"/>'
+                       '<Constant name="tau" value="3"/>')
+    fails(tmp_path, text, line_of(text, '"tau"', 2),
+          rf"duplicate name 'tau' \(first declared on line {quoted(text, 'tau')}\)")
+
+
+def test_rateml_coupling_without_delayed_variable_or_functions_is_zero(tmp_path):
+    empty = ('<ComponentType name="coupling_nothing">\n'
+             '    <DerivedParameter name="c_pop1" value="global_coupling"/>\n'
+             '  </ComponentType>')
+    text = make(components=empty, dy="c_pop1 - y / tau")
+    with pytest.warns(ModelWarning) as record:
+        model = load(tmp_path, text)
+    (warning,) = record
+    assert str(warning.message) == (
+        f"model.xml:{line_of(text, 'coupling_nothing')}: <ComponentType "
+        "name='coupling_nothing'> has no Parameter naming a delayed variable and no 'pre' or "
+        "'post': it couples nothing and c_pop1 is 0, as in RateML")
+    assert [t.index for t in model.coupling_terms] == [0]
+    assert model.coupled_variables == ("x",)
+    assert symbol("c_pop1") not in model.drift[1].free_symbols
+    assert value(model.drift[1], y=0.5, tau=2.0) == -0.25
+    # Its index is taken: another c_pop1 is an error.
+    text = make(components=empty.replace("c_pop1", "c_pop0"))
+    fails(tmp_path, text, line_of(text, '"c_pop0"', 2), "c_pop0 is defined twice")
+    text = make(components=empty + "\n" + empty.replace("nothing", "nothing_again"),
+                dy="c_pop1 - y")
+    with pytest.warns(ModelWarning):  # the first of the two
+        fails(tmp_path, text, line_of(text, '"c_pop1"', 2),
+              rf"c_pop1 is defined twice \(also on line {quoted(text, 'c_pop1')}\)")
+
+
+def test_a_rateml_style_file_loads_unchanged_and_simulates_as_written_out():
+    # The reference is the same model with the conventions written out by hand: theta's last
+    # value, no bounds, and c_pop1 replaced by 0. Same backend, same float64 operations, so
+    # the runs agree to rounding (1e-12 relative).
+    with pytest.warns(ModelWarning) as record:
+        model = lems.load(RATEML_CONVENTIONS)
+    assert len(record) == 3  # w_ee twice (same), theta twice (different), coupling_function_I
+    assert model.state_names == ("E", "I")
+    assert [sv.bounds for sv in model.state_variables] == [None, None]
+    assert model.defaults["theta"] == 0.25 and model.defaults["w_ee"] == 1.2
+    text = RATEML_CONVENTIONS.read_text(encoding="utf-8")
+    explicit = re.sub(r'\s*<Constant name="(w_ee|theta)"[^>]*/>', "", text, count=0)
+    explicit = explicit.replace('<Constant name="w_ei"', '<Constant name="w_ee" default="1.2"/>'
+                                '<Constant name="theta" default="0.25"/><Constant name="w_ei"')
+    explicit = re.sub(r"<ComponentType name=\"coupling_function_I\">.*?</ComponentType>", "",
+                      explicit, flags=re.S)
+    explicit = explicit.replace("c_pop1", "0").replace(' exposure="None"', "").replace(
+        ' exposure=""', "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reference = lems.loads(explicit, filename="explicit.xml")
+    rng = np.random.default_rng(8)
+    weights = rng.uniform(0, 1, (3, 3))
+    np.fill_diagonal(weights, 0)
+    conn = nm.Connectivity(weights, rng.uniform(5, 20, (3, 3)), speed=4.0)
+    initial = rng.uniform(0, 0.5, (2, 3))
+    runs = [nm.simulate(m, conn, {"global_coupling": 0.2}, backend="numba", dt=0.1,
+                        n_steps=200, initial_state=initial) for m in (model, reference)]
+    assert np.all(np.isfinite(runs[0].data))
+    np.testing.assert_allclose(runs[0].data, runs[1].data, rtol=1e-12, atol=0)
+
+
+# --------------------------------------------------------------------------- sizes
+# (issue 8, section 7) Reading is linear in the file, and a model beyond sane sizes is refused.
+
+
+def many_declarations(n: int) -> str:
+    """A valid model with about ``n`` elements: Constants, DerivedParameters and
+    DerivedVariables that each use an earlier name (each one an expression to parse)."""
+    quarter = n // 4
+    params = "\n".join(
+        [f'<Constant name="k{i}" value="{i}e-3"/>' for i in range(2 * quarter)]
+        + [f'<DerivedParameter name="p{i}" value="k{i} * 2 + k{i + 1}"/>'
+           for i in range(quarter)])
+    dynamics = "\n".join(f'<DerivedVariable name="v{i}" value="x * p{i} - y"/>'
+                         for i in range(quarter))
+    return make(params=params, dynamics=dynamics)
+
+
+def cpu_seconds(function, repeats: int) -> float:
+    """The least CPU time (process_time: others' load on a shared machine does not count)
+    of ``repeats`` calls of ``function``."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        function()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def test_reading_time_is_linear_in_the_number_of_declarations():
+    # 8x the declarations must cost about 8x the time. Before issue 8 every expression built
+    # a dict of every declared name: 1,000 -> 8,000 elements cost ~23x. The margin (16x) is
+    # twice the linear ratio, for the noise of a shared machine.
+    small, large = many_declarations(1000), many_declarations(8000)
+    assert len(lems.loads(large).derived_variables) == 2000
+    ratio = cpu_seconds(lambda: lems.loads(large), 2) / cpu_seconds(lambda: lems.loads(small), 3)
+    assert ratio < 16, f"8x the declarations took {ratio:.1f}x the time"
+
+
+def test_parsing_time_is_linear_in_the_length_of_an_expression():
+    # A sum (and a product) of 1,600 terms in one expression costs about 4x one of 400 terms
+    # (n log n: SymPy sorts the terms). Built pairwise, SymPy re-flattened the whole sum at
+    # every '+': 400 -> 1,600 terms cost ~190x. Margin: 12x (the short run takes ~10 ms).
+    def model(n: int) -> str:
+        params = "\n".join(f'<Constant name="k{i}" value="1"/>' for i in range(n))
+        terms = " + ".join(f"k{i} * x" for i in range(0, n, 2))
+        factors = " * ".join(f"k{i}" for i in range(1, n, 2))
+        return make(params=params, dynamics=f'<DerivedVariable name="s" value="{terms}"/>'
+                                             f'<DerivedVariable name="m" value="{factors}"/>')
+    short, long = model(400), model(1600)
+    (s, m) = lems.loads(long).derived_variables
+    assert len(s.expression.args) == 800 and len(m.expression.args) == 800
+    ratio = cpu_seconds(lambda: lems.loads(long), 3) / cpu_seconds(lambda: lems.loads(short), 5)
+    assert ratio < 12, f"4x the terms took {ratio:.1f}x the time"
+
+
+def test_a_model_beyond_sane_sizes_is_refused_clearly(tmp_path):
+    # Too many elements: refused at the first one beyond the limit, before building anything.
+    n = lems.MAX_ELEMENTS
+    text = make(params="\n".join(f'<Constant name="k{i}" value="1"/>' for i in range(n)))
+    start = time.process_time()
+    # The template declares 5 elements before the Constants k0, k1, ...
+    error = fails(tmp_path, text, line_of(text, f'"k{n - 5}"'),
+                  r"more than 10,000 XML elements, the most neuralmass reads in a model \(a "
+                  r"neural mass model has tens to hundreds\)")
+    assert time.process_time() - start < 10  # lxml's parse and a count: well under a second
+    assert isinstance(error, ValueError)
+    # Too many bytes: a file is refused before it is read (this one is sparse), a string too.
+    big = tmp_path / "big.xml"
+    with open(big, "wb") as handle:
+        handle.truncate(lems.MAX_FILE_BYTES + 1)
+    with pytest.raises(ModelError, match=r"^big\.xml: the model is 1,048,577 bytes, more than "
+                                         r"the 1,048,576 bytes neuralmass reads \(a neural "
+                                         r"mass model is a few kB; a larger file is refused"):
+        lems.load(big)
+    text = make(params=" " * lems.MAX_FILE_BYTES)
+    with pytest.raises(ModelError, match=rf"^<string>: the model is {len(text):,} bytes"):
+        lems.loads(text)
+
+
+def test_an_error_in_a_large_model_names_a_few_known_symbols_not_all():
+    text = many_declarations(2000).replace('value="x * p0 - y"', 'value="x * qqq0"')
+    with pytest.raises(ExpressionError) as info:
+        lems.loads(text)
+    message = str(info.value)
+    assert re.search(r"unknown symbol 'qqq0' in 'x \* qqq0' \(known: c_pop0, dt, .*, "
+                     r"\.\.\. \(\d+ more\)\)$", message), message
+    assert len(message) < 600

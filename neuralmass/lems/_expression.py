@@ -116,6 +116,8 @@ _LEMS_OPERATOR_RE = re.compile(
 # 1.0f, .5f, 2f, 1e-3f — but not identifiers such as x1f or 0x1f.
 _C_FLOAT_RE = re.compile(r"(?<![\w.])((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)[fF](?!\w)")
 
+_SUM = (ast.Add, ast.Sub)
+_PRODUCT = (ast.Mult, ast.Div)
 _BINARY = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
@@ -210,6 +212,14 @@ def _cap_exact(expr: sympy.Basic) -> sympy.Basic:
     return expr
 
 
+def _some(names: list[str], most: int = 30) -> str:
+    """``names`` for a message, the first ``most`` of them when there are many."""
+    if not names:
+        return "none"
+    more = f", ... ({len(names) - most} more)" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def _format(value: float) -> str:
     return f"({value:g})" if value < 0 else f"{value:g}"
 
@@ -263,7 +273,7 @@ def parse_expression(
         ) from None
     except (ValueError, MemoryError, RecursionError) as err:
         raise ExpressionError(f"{where}: cannot parse {_echo(text)}: {err}") from None
-    builder = _Builder(text, symbols, where, unavailable or {})
+    builder = _Builder(text, symbols, where, {} if unavailable is None else unavailable)
     try:
         result = builder.build(tree.body)
     except RecursionError:
@@ -350,7 +360,7 @@ class _Builder:
             raise self.fail(f"{name!r} {self.unavailable[name]}")
         close = difflib.get_close_matches(name, list(self.symbols), n=1)
         hint = (f"; did you mean {close[0]!r}?" if close
-                else f" (known: {', '.join(sorted(self.symbols)) or 'none'})")
+                else f" (known: {_some(sorted(self.symbols))})")
         raise ExpressionError(
             f"{self.where}: unknown symbol {name!r} in {_echo(self.text)}{hint}"
         )
@@ -364,10 +374,46 @@ class _Builder:
         while isinstance(node, ast.BinOp) and not isinstance(node.op, ast.Pow):
             chain.append(node)
             node = node.left
+        links = chain[::-1]
         value = self.number(node)
-        for link in reversed(chain):
-            value = self.binary(link.op, value, self.number(link.right))
+        start = 0
+        while start < len(links):
+            group = next((g for g in (_SUM, _PRODUCT) if isinstance(links[start].op, g)), None)
+            if group is None:  # an operator binary() rejects with a hint
+                return self.binary(links[start].op, value, self.number(links[start].right))
+            end = start
+            while end < len(links) and isinstance(links[end].op, group):
+                end += 1
+            value = self.combine(group, value, links[start:end])
+            start = end
         return value
+
+    def combine(self, group: tuple[type, type], first: sympy.Expr,
+                links: list[ast.BinOp]) -> sympy.Expr:
+        """``first`` followed by a run of ``+``/``-`` (or ``*``/``/``) links, as one
+        ``sympy.Add`` (or ``sympy.Mul``): built pairwise, SymPy re-flattens the whole sum at
+        every link, which made a 10,000-character sum take seconds (issue 8, section 7).
+        Numbers are folded with :meth:`binary`, in order, as they would be pairwise."""
+        plus, minus = group  # Add, Sub or Mult, Div
+        constant: sympy.Expr | None = None
+        terms: list[sympy.Expr] = []
+        for op, operand in [(plus(), first)] + [(link.op, self.number(link.right))
+                                                 for link in links]:
+            if _real_value(operand) is None:
+                if isinstance(op, minus):
+                    operand = -operand if plus is ast.Add else 1 / operand
+                terms.append(operand)
+            elif constant is not None:
+                constant = self.binary(op, constant, operand)
+            elif isinstance(op, minus):
+                if plus is ast.Mult and operand == 0:
+                    raise self.fail("division by zero")
+                constant = self.binary(op, sympy.Integer(0 if plus is ast.Add else 1), operand)
+            else:
+                constant = operand
+        if constant is not None:
+            terms.append(constant)
+        return _cap_exact(sympy.Add(*terms) if plus is ast.Add else sympy.Mul(*terms))
 
     def binary(self, op: ast.operator, left: sympy.Expr, right: sympy.Expr) -> sympy.Expr:
         kind = type(op)

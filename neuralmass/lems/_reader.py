@@ -40,11 +40,12 @@ import keyword
 import os
 import re
 import warnings
+from collections.abc import Mapping
 
 import sympy
 from lxml import etree
 
-from ..errors import ExpressionError, ModelError
+from ..errors import ExpressionError, ModelError, ModelWarning
 from ..model import (
     IMPLICIT_SCALARS,
     SWEEP_ONLY,
@@ -59,10 +60,18 @@ from ..model import (
 )
 from ._expression import parse_expression
 
-__all__ = ["load", "loads"]
+__all__ = ["MAX_ELEMENTS", "MAX_FILE_BYTES", "load", "loads"]
+
+# Sane sizes. RateML's largest models are ~20 kB and ~200 elements; a file far beyond that is a
+# wrong file (or a hostile one), and reading it would cost minutes: reading is linear, but a
+# 10,000-character expression takes ~0.5 s to turn into SymPy (issue 8, section 7).
+MAX_FILE_BYTES = 1024 * 1024
+MAX_ELEMENTS = 10_000
 
 _COUPLING_SCALE_RE = re.compile(r"c_pop(\d+)$")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+# A plain decimal literal: what parse_expression reads as the same float64, only faster.
+_DECIMAL_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _RESERVED = {"pi", "inf", "M_PI", "M_PI_F", "dt", "n_node", "pre", "post"}
 # Implicit scalars a model may declare itself, and the elements that may declare them.
 _IMPLICIT_DECLARATIONS = {
@@ -78,7 +87,8 @@ def load(path: str | os.PathLike) -> Model:
     path = os.fspath(path)
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            _check_size(os.path.basename(path), os.fstat(handle.fileno()).st_size)
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise ModelError(f"{path}: cannot read model file: {err.strerror}") from None
     return loads(data, filename=path)
@@ -89,8 +99,36 @@ def loads(text: str | bytes, *, filename: str = "<string>") -> Model:
     return _Reader(filename).read(text)
 
 
+def _check_size(display: str, n_bytes: int) -> None:
+    if n_bytes > MAX_FILE_BYTES:
+        raise ModelError(f"{display}: the model is {n_bytes:,} bytes, more than the "
+                         f"{MAX_FILE_BYTES:,} bytes neuralmass reads (a neural mass model is a "
+                         "few kB; a larger file is refused rather than read for minutes)")
+
+
 def _local(tag: object) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+class _Unavailable(Mapping):
+    """The names the model declares that an expression may not use, each with the reason
+    (``"is the StateVariable on line 9, which cannot be used here"``). Looked up lazily: built
+    per expression, a dict would make reading quadratic in the number of declarations."""
+
+    def __init__(self, reader: _Reader, allowed: Mapping[str, object]):
+        self.reader, self.allowed = reader, allowed
+
+    def __getitem__(self, name: str) -> str:
+        if name in self.allowed or name not in self.reader.kinds:
+            raise KeyError(name)
+        return (f"is the {self.reader.kinds[name]} on line {self.reader.declared[name]}, "
+                "which cannot be used here")
+
+    def __iter__(self):
+        return (name for name in self.reader.kinds if name not in self.allowed)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class _Reader:
@@ -100,6 +138,7 @@ class _Reader:
         self.symbols: dict[str, sympy.Symbol] = {}
         self.declared: dict[str, int | None] = {}  # name -> line of declaration
         self.kinds: dict[str, str] = {}  # name -> the element that declared it
+        self.constant_positions: dict[str, int] = {}  # Constant name -> its place in parameters
 
     # ------------------------------------------------------------------ helpers
     def at(self, element: etree._Element | None) -> str:
@@ -108,6 +147,10 @@ class _Reader:
 
     def error(self, element: etree._Element | None, message: str) -> ModelError:
         return ModelError(f"{self.at(element)}: {message}")
+
+    def warn(self, element: etree._Element | None, message: str) -> None:
+        # The message names the model file and line, which is what a user needs.
+        warnings.warn(f"{self.at(element)}: {message}", ModelWarning, stacklevel=2)
 
     def attribute(self, element, *names: str, required: bool = True) -> str | None:
         for name in names:
@@ -154,19 +197,16 @@ class _Reader:
 
     def expression(self, element, text: str, allowed, *, what: str, boolean=False):
         where = f"{self.at(element)}: {what}"
-        # Names the model declares but this expression may not use get a precise message.
-        unavailable = {
-            name: f"is the {kind} on line {self.declared[name]}, which cannot be used here"
-            for name, kind in self.kinds.items() if name not in allowed
-        }
         return parse_expression(text, allowed, where=where, boolean=boolean,
-                                unavailable=unavailable)
+                                unavailable=_Unavailable(self, allowed))
 
     def number(self, element, text: str, *, what: str) -> float:
         """A numeric literal or constant expression (``pi/2``, ``1e-3f``, ``inf``)."""
         text = text.strip()
         if text.lower() in ("none", ""):
             raise self.error(element, f"{what}: expected a number but got {text!r}")
+        if _DECIMAL_RE.fullmatch(text):  # the common case, without building an AST
+            return float(text)
         try:
             value = parse_expression(text, {}, where=f"{self.at(element)}: {what}")
         except ExpressionError as err:
@@ -206,6 +246,7 @@ class _Reader:
     def read(self, text: str | bytes) -> Model:
         if isinstance(text, str):
             text = text.encode("utf-8")
+        _check_size(self.display, len(text))
         if not text.strip():
             raise ModelError(f"{self.display}: empty XML document")
         parser = etree.XMLParser(
@@ -221,6 +262,11 @@ class _Reader:
             raise ModelError(f"{self.display}: empty XML document")
         if _local(root.tag) != "Lems":
             raise self.error(root, f"the root element must be <Lems>, not <{_local(root.tag)}>")
+        for count, element in enumerate(root.iter(), 1):
+            if count > MAX_ELEMENTS:
+                raise self.error(element, f"more than {MAX_ELEMENTS:,} XML elements, the most "
+                                          "neuralmass reads in a model (a neural mass model "
+                                          "has tens to hundreds)")
 
         derivatives = None
         couplings, noise = [], None
@@ -267,7 +313,7 @@ class _Reader:
             if tag == "Parameter":
                 parameters.append(self.read_parameter(el))
             elif tag == "Constant":
-                parameters.append(self.read_constant(el))
+                self.add_constant(el, parameters)
             elif tag == "DerivedParameter":
                 pname = self.name_of(el)
                 self.declare(pname, el)
@@ -301,19 +347,27 @@ class _Reader:
         scalar_symbols = {n: self.symbols[n] for n in scalar_names}
         resolved_derived = self.read_derived_parameters(derived_parameters, scalar_symbols)
 
+        indices: dict[int, int | None] = {}
+        for part in coupling_parts:
+            scale_name, _, scale_el = part["scale"]
+            index = int(_COUPLING_SCALE_RE.match(scale_name).group(1))
+            if index in indices:  # c_pop0 and c_pop00
+                raise self.error(scale_el, f"c_pop{index} is defined twice (also on line "
+                                           f"{indices[index]})")
+            indices[index] = scale_el.sourceline
         state_symbols = {sv["name"]: self.symbols[sv["name"]] for sv in states}
-        coupling_terms = [self.finish_coupling(part, scalar_symbols, state_symbols)
-                          for part in coupling_parts]
-        indices = {}
-        for term in coupling_terms:
-            if term.index in indices:
-                raise ModelError(f"{self.display}:{term.line}: c_pop{term.index} is defined "
-                                 f"twice (also on line {indices[term.index]})")
-            indices[term.index] = term.line
-        coupling_terms.sort(key=lambda t: t.index)
+        coupling_terms = sorted((self.finish_coupling(part, scalar_symbols, state_symbols)
+                                 for part in coupling_parts if part["delayed"] is not None),
+                                key=lambda t: t.index)
+        # Components that couple nothing (see read_coupling_declarations): c_pop<k> = 0.
+        zero_couplings = [DerivedQuantity(name, sympy.Integer(0), el.sourceline)
+                          for name, _, el in (part["scale"] for part in coupling_parts
+                                              if part["delayed"] is None)]
+        resolved_derived = zero_couplings + resolved_derived
 
         dynamic_symbols = {**scalar_symbols, **state_symbols,
-                           **{str(t.symbol): t.symbol for t in coupling_terms}}
+                           **{str(t.symbol): t.symbol for t in coupling_terms},
+                           **{z.name: self.symbols[z.name] for z in zero_couplings}}
         derived_variables, derivative_elements = self.read_dynamics(dynamics, dynamic_symbols)
         state_variables = self.pair_derivatives(states, derivative_elements, dynamic_symbols)
 
@@ -370,9 +424,29 @@ class _Reader:
         return Parameter(name, default, rng, "parameter", None,
                          el.get("description", "").strip(), el.sourceline)
 
-    def read_constant(self, el) -> Parameter:
+    def add_constant(self, el, parameters: list[Parameter]) -> None:
+        """Append the Constant ``el`` to ``parameters``. A Constant declared again replaces
+        the earlier one in place, as RateML does (it keeps the last), with a ModelWarning."""
         name = self.name_of(el)
-        self.declare(name, el)
+        position = self.constant_positions.get(name)
+        if position is None:
+            self.declare(name, el)
+            self.constant_positions[name] = len(parameters)
+            parameters.append(self.read_constant(el, name))
+            return
+        earlier, constant = parameters[position], self.read_constant(el, name)
+        parameters[position] = constant
+        if constant.default == earlier.default:
+            self.warn(el, f"Constant {name!r} is declared twice, on lines {earlier.line} and "
+                          f"{constant.line}, with the same value {constant.default!r}; the "
+                          "last declaration is used, as RateML does")
+        else:
+            self.warn(el, f"Constant {name!r} is declared twice with different values: "
+                          f"{earlier.default!r} on line {earlier.line} and "
+                          f"{constant.default!r} on line {constant.line}; keeping the last "
+                          f"({constant.default!r}), as RateML does")
+
+    def read_constant(self, el, name: str) -> Parameter:
         value = self.number(el, self.attribute(el, "value", "default"),
                             what=f"value of Constant {name!r}")
         rng, step = None, None
@@ -409,7 +483,8 @@ class _Reader:
             rng = self.pair(el, rng_text, what=f"initial range of StateVariable {name!r}")
             bounds_text = self.attribute(el, "exposure", "boundaries", required=False)
             bounds = None
-            if bounds_text is not None and bounds_text.strip():
+            # RateML writes exposure="None" (or "") for a state variable without bounds.
+            if bounds_text is not None and bounds_text.strip().lower() not in ("", "none"):
                 lo, hi = self.pair(el, bounds_text, what=f"bounds of StateVariable {name!r}",
                                    allow_none=True)
                 lo = None if lo is not None and lo == float("-inf") else lo
@@ -462,7 +537,7 @@ class _Reader:
                                          f"index {index} is {source!r}")
                 delayed = (name, source, el)
             elif tag == "Constant":
-                parameters.append(self.read_constant(el))
+                self.add_constant(el, parameters)
             elif tag == "DerivedParameter":
                 name = self.name_of(el)
                 text = self.attribute(el, "value", "expression")
@@ -481,13 +556,6 @@ class _Reader:
                     derived_parameters.append((name, text, el))
             else:
                 dynamics = el
-        if delayed is None:
-            raise self.error(component, f"{context} needs a Parameter naming the delayed "
-                                        "variable and its state index, e.g. "
-                                        "<Parameter name='x1_j' dimension='0'/>")
-        if scale is None:
-            raise self.error(component, f"{context} needs a DerivedParameter 'c_pop<k>' "
-                                        "(the coupling scale, e.g. value='global_coupling')")
         functions = {}
         if dynamics is not None:
             for tag, el in self.children(dynamics, ("DerivedVariable",), f"{context} Dynamics"):
@@ -497,6 +565,18 @@ class _Reader:
                 if fname in functions:
                     raise self.error(el, f"{context} defines {fname!r} twice")
                 functions[fname] = (self.attribute(el, "value", "expression"), el)
+        if scale is None:
+            raise self.error(component, f"{context} needs a DerivedParameter 'c_pop<k>' "
+                                        "(the coupling scale, e.g. value='global_coupling')")
+        if delayed is None and not functions:
+            # RateML generates no coupling for such a component: its c_pop<k> is 0.
+            self.warn(component, f"{context} has no Parameter naming a delayed variable and "
+                                 f"no 'pre' or 'post': it couples nothing and {scale[0]} is "
+                                 "0, as in RateML")
+        elif delayed is None:
+            raise self.error(component, f"{context} needs a Parameter naming the delayed "
+                                        "variable and its state index, e.g. "
+                                        "<Parameter name='x1_j' dimension='0'/>")
         return {"component": component, "delayed": delayed, "scale": scale,
                 "functions": functions}
 
@@ -598,11 +678,8 @@ class _Reader:
                 raise self.error(el, f"TimeDerivative {variable!r} has no state variable "
                                      f"(state variables: {', '.join(names)})")
             target = names[position]
-            warnings.warn(
-                f"{self.at(el)}: TimeDerivative {variable!r} names no state variable; "
-                f"paired by position with {target!r}",
-                stacklevel=4,
-            )
+            self.warn(el, f"TimeDerivative {variable!r} names no state variable; "
+                          f"paired by position with {target!r}")
             paired[target] = el
         result = []
         for s in states:
