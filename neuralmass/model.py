@@ -127,6 +127,12 @@ class CouplingTerm:
         """The ``c_pop<k>`` symbol used by the derivatives."""
         return symbol(f"c_pop{self.index}")
 
+    @property
+    def post_of_sum(self) -> sympy.Expr:
+        """``post`` as a function of ``summed``: a ``post`` that does not use the sum
+        multiplies it (RateML's per-afferent form is then the same)."""
+        return self.post if self.summed in self.post.free_symbols else self.post * self.summed
+
 
 @dataclasses.dataclass(frozen=True)
 class Exposure:
@@ -265,9 +271,7 @@ class Model:
             lines.append("  coupling:")
             for t in self.coupling_terms:
                 total = sympy.Symbol(f"Σ_j w_ij·({sympy.sstr(t.pre)})")
-                post = t.post.xreplace({t.summed: total})
-                if t.summed not in t.post.free_symbols:
-                    post = post * total
+                post = t.post_of_sum.xreplace({t.summed: total})
                 lines.append(f"    c_pop{t.index} = {sympy.sstr(t.scale)} * {sympy.sstr(post)}"
                              f"   ({t.delayed} = {t.source}[j](t - d_ij))")
         if self.derived_variables:

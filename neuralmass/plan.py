@@ -18,7 +18,7 @@ from .errors import ParameterError
 from .model import Model, symbol
 from .monitors import MonitorPlan, plan_monitor
 from .params import resolve_parameters
-from .scheme import Integrator, get_integrator
+from .scheme import Integrator, get_integrator, history_horizon
 
 __all__ = ["RunPlan", "make_plan", "DTYPES"]
 
@@ -38,7 +38,8 @@ class RunPlan:
         n_sets: P, the number of parameter sets.
         speeds: (S,) distinct conduction speeds in mm/ms; speed_index: (P,) int32 index into
             ``speeds`` for each set (all zeros when the speed is the same everywhere).
-        max_delay: the largest integer delay over all sets; the history spans max_delay + 1.
+        max_delay: the largest integer delay over all sets; the history spans
+            ``scheme.history_horizon(max_delay)`` = max_delay + 1 rows.
         initial_state: (n_state, N) or (n_state, N, P), the state at t = 0.
         initial_history: ``None`` for a history constant in time and equal to the initial
             state, or (max_delay + 1, n_cvar, N[, P]) with row max_delay being t = 0.
@@ -152,7 +153,7 @@ def _initial_conditions(model, n_nodes, n_sets, max_delay, initial_state, initia
                         seed):
     n_state = len(model.state_variables)
     cvars = model.coupled_variables
-    horizon = max_delay + 1
+    horizon = history_horizon(max_delay)
     state_shapes = [(n_state, n_nodes), (n_state, n_nodes, n_sets)]
     described_state = f"({n_state}, {n_nodes}) or ({n_state}, {n_nodes}, {n_sets}) " \
                       f"(state variable {', '.join(model.state_names)}; region; set)"

@@ -6,7 +6,10 @@ One step advances the state ``x`` of every node from time ``t`` to ``t + dt``:
 
        c_k[i] = scale_k * post_k( Σ_j w[i, j] * pre_k(x_i(t), x_j(t - d[i, j] * dt)) )
 
-   ``c`` is then held fixed across the stages of the integrator, as in tvb-library.
+   ``c`` is then held fixed across the stages of the integrator, as in tvb-library. The
+   delayed values come from a ring buffer of the coupled state variables: a step can read
+   :func:`history_horizon` rows (``t - max_delay … t``) and the ring has
+   :func:`history_length` rows.
 2. An explicit Runge–Kutta scheme given by its tableau ``(a, b)``::
 
        k_1 = f(x, c)
@@ -19,14 +22,15 @@ One step advances the state ``x`` of every node from time ``t`` to ``t + dt``:
    every stage (TVB's stochastic Heun), with ``σ = sqrt(2 * D * dt)`` for a diffusion
    coefficient ``D`` (TVB's ``nsig``), or the model's own per-step ``nsig``.
 
-:func:`step_program` writes that step as a list of SymPy assignments for one node, which each
-backend lowers (JAX, Numba, CUDA) — only the loops around it differ between backends.
+:func:`step_program` writes that step as a list of SymPy assignments for one node, and
+:func:`coupling_program` the coupling as per-edge and per-node SymPy expressions; each backend
+lowers both (JAX, Numba, CUDA) — only the loops around them differ between backends.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import sympy
 
@@ -35,9 +39,14 @@ from .model import Model, symbol
 
 __all__ = [
     "INTEGRATORS",
+    "CouplingProgram",
+    "CouplingRule",
     "Integrator",
     "StepProgram",
+    "coupling_program",
     "get_integrator",
+    "history_horizon",
+    "history_length",
     "step_program",
 ]
 
@@ -129,6 +138,12 @@ class StepProgram:
             outputs=tuple(e.xreplace(values) for e in self.outputs),
         )
 
+    @property
+    def free_symbols(self) -> set[sympy.Symbol]:
+        """Every symbol the assignments and outputs read (inputs and assigned names)."""
+        return set().union(*(e.free_symbols for block in self.blocks for _, e in block),
+                           *(e.free_symbols for e in self.outputs))
+
 
 def step_program(
     model: Model,
@@ -193,3 +208,156 @@ def step_program(
         blocks=tuple(blocks),
         outputs=outputs,
     )
+
+
+# ---------------------------------------------------------------------------- coupling
+@dataclasses.dataclass(frozen=True)
+class CouplingRule:
+    """How one coupling term is computed at node i, from its incoming edges j::
+
+        output[i] = post( Σ_j w[i, j] * pre(x_i(t), x_j(t - d[i, j])) )
+
+    Attributes:
+        output: the ``c_pop<k>`` symbol the step program reads.
+        sources: the state variables read delayed at the source node j, as kept in the
+            history (one today; TVB's SigmoidalJansenRit would read two, ``y1 - y2``).
+        delayed: the symbols that stand in ``pre`` for ``source_j(t - d_ij)``, one per source.
+        local: the state symbols ``pre`` reads at the target node i (at time t), model order.
+        pre: the per-edge expression of ``delayed``, ``local``, parameters, ``dt``, ``n_node``
+            (derived parameters substituted).
+        summed: the symbol that stands in ``post`` for the weighted sum of ``pre``.
+        post: the per-node expression of ``summed`` and parameters, the scale included
+            (``scale * post``, a ``post`` without the sum being a multiplier of it).
+    """
+
+    output: sympy.Symbol
+    sources: tuple[str, ...]
+    delayed: tuple[sympy.Symbol, ...]
+    local: tuple[sympy.Symbol, ...]
+    pre: sympy.Expr
+    summed: sympy.Symbol
+    post: sympy.Expr
+
+    def substitute(self, values: Mapping[sympy.Symbol, sympy.Expr]) -> CouplingRule:
+        """The same rule with some symbols (``dt``, ``n_node``, fixed parameters) replaced;
+        ``local`` keeps the state variables the substituted ``pre`` still reads."""
+        pre = self.pre.xreplace(values)
+        return dataclasses.replace(
+            self, pre=pre, post=self.post.xreplace(values),
+            local=tuple(s for s in self.local if s in pre.free_symbols))
+
+    def at_source(self, expr: sympy.Expr) -> sympy.Expr:
+        """``expr`` of the delayed symbols as the same function of the source node's state
+        variables (the value a history of ``expr`` would hold)."""
+        return expr.xreplace({d: symbol(s) for d, s in zip(self.delayed, self.sources,
+                                                            strict=True)})
+
+    def separations(self) -> Iterator[tuple[tuple[sympy.Expr, sympy.Expr], ...]]:
+        """Ways to write ``pre`` as a sum of products, ``pre = Σ_m a_m * b_m`` with ``a_m``
+        free of the delayed symbols and ``b_m`` of the local state (``sin(θ_j - θ_i)`` as
+        ``sin θ_j cos θ_i - cos θ_j sin θ_i``), so that
+
+            Σ_j w_ij pre = Σ_m a_m(x_i) Σ_j w_ij b_m(x_j(t - d_ij)).
+
+        Yields the pairs ``(a_m, b_m)`` of each way found (``b_m = 1``: ``Σ_j w_ij`` alone),
+        plain expansion first, then with trigonometric sums expanded; nothing when ``pre``
+        does not separate."""
+        delayed, local = set(self.delayed), set(self.local)
+        candidates = [lambda: sympy.expand(self.pre)]
+        if self.pre.has(sympy.sin, sympy.cos):
+            candidates.append(lambda: sympy.expand(sympy.expand_trig(self.pre)))
+        for candidate in candidates:
+            pairs = []
+            for term in sympy.Add.make_args(candidate()):
+                a, b = sympy.Integer(1), sympy.Integer(1)
+                for factor in sympy.Mul.make_args(term):
+                    if factor.free_symbols & delayed:
+                        if factor.free_symbols & local:
+                            break
+                        b *= factor
+                    else:
+                        a *= factor
+                else:
+                    coefficient, b = b.as_coeff_Mul()
+                    pairs.append((a * coefficient, b))
+                    continue
+                break
+            else:
+                yield tuple(pairs)
+
+
+@dataclasses.dataclass(frozen=True)
+class CouplingProgram:
+    """The coupling of one step (see the module docstring), as SymPy expressions per edge and
+    per node that each backend lowers.
+
+    Attributes:
+        rules: one :class:`CouplingRule` per coupling term that is computed, model order.
+        dead: the ``c_pop<k>`` symbols of the terms that are not computed because the step
+            does not read them (see :meth:`prune`); a backend that still prints them sets
+            them to 0.
+        coupled: the model's coupled variables (``Model.coupled_variables``: the layout of
+            ``initial_history``).
+    """
+
+    rules: tuple[CouplingRule, ...]
+    dead: tuple[sympy.Symbol, ...]
+    coupled: tuple[str, ...]
+
+    @property
+    def history(self) -> tuple[str, ...]:
+        """The state variables the rules read delayed, in the order of ``coupled``: what a
+        backend keeps in its history."""
+        read = {s for rule in self.rules for s in rule.sources}
+        return tuple(name for name in self.coupled if name in read)
+
+    def history_index(self, rule: CouplingRule) -> tuple[int, ...]:
+        """Where each of ``rule.sources`` sits in :attr:`history`."""
+        return tuple(self.history.index(s) for s in rule.sources)
+
+    def substitute(self, values: Mapping[sympy.Symbol, sympy.Expr]) -> CouplingProgram:
+        """The same program with some symbols replaced in every rule."""
+        return dataclasses.replace(self, rules=tuple(r.substitute(values) for r in self.rules))
+
+    def prune(self, step: StepProgram) -> CouplingProgram:
+        """Only the rules whose output ``step`` reads: once fixed parameters are substituted
+        a term can drop out (Montbrió's ``cv * c_pop1`` with ``cv = 0``); the others are
+        :attr:`dead`, and the history keeps only what the remaining rules read."""
+        read = step.free_symbols
+        return dataclasses.replace(
+            self, rules=tuple(r for r in self.rules if r.output in read),
+            dead=self.dead + tuple(r.output for r in self.rules if r.output not in read))
+
+
+def coupling_program(model: Model) -> CouplingProgram:
+    """The coupling of ``model`` (its :class:`~neuralmass.model.CouplingTerm` s) as a
+    :class:`CouplingProgram`, derived parameters substituted."""
+    state = model.state_symbols
+    rules = []
+    for term in model.coupling_terms:
+        pre = model.resolve(term.pre)
+        rules.append(CouplingRule(
+            output=term.symbol,
+            sources=(term.source,),
+            delayed=(term.delayed,),
+            local=tuple(s for s in state if s in pre.free_symbols),
+            pre=pre,
+            summed=term.summed,
+            post=model.resolve(term.scale) * model.resolve(term.post_of_sum),
+        ))
+    return CouplingProgram(rules=tuple(rules), dead=(), coupled=model.coupled_variables)
+
+
+# ---------------------------------------------------------------------------- history
+def history_horizon(max_delay: int) -> int:
+    """H = max_delay + 1: the rows of the past a step reads, ``t - max_delay … t`` (TVB's
+    horizon; the length of ``initial_history``, row H - 1 being t = 0)."""
+    return int(max_delay) + 1
+
+
+def history_length(max_delay: int) -> int:
+    """B: the rows of a backend's ring buffer, the smallest power of two ≥ H + 1 (H from
+    :func:`history_horizon`). Time τ lives in row ``τ & (B - 1)``; step k reads rows
+    ``(k - d) & (B - 1)`` and writes row ``(k + 1) & (B - 1)``, which no delay reaches during
+    step k, so a step may write while other nodes still read."""
+    return 1 << history_horizon(max_delay).bit_length()

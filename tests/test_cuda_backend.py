@@ -37,7 +37,7 @@ from helpers import (
 import neuralmass as nm
 from neuralmass.backends import cuda
 from neuralmass.backends.cuda import _kernel, _printer
-from neuralmass.errors import BackendUnavailableError
+from neuralmass.errors import BackendUnavailableError, ModelError, ParameterError
 from neuralmass.plan import make_plan
 
 MODELS = nm.models.available()
@@ -137,6 +137,22 @@ def test_dead_coupling_is_not_computed():
     swept = make_plan(nm.load_model("montbrio"), CONNECTIVITY, {"cv": [0.0, 1.0]},
                       dtype="float32", n_steps=10)
     assert cuda.build_kernel(swept).history_variables == (0, 1)
+
+
+def test_input_errors_are_neuralmass_errors():
+    """Wrong options and expressions the kernel cannot print raise neuralmass.errors types
+    (ValueError subclasses) that say what was expected."""
+    plan = make_plan(nm.load_model("montbrio"), CONNECTIVITY, dtype="float32", n_steps=10)
+    with pytest.raises(ParameterError, match="edges must be 'auto', 'constant' or 'global', "
+                                             "but got 'shared'"):
+        cuda.build_kernel(plan, edges="shared")
+    speeds = make_plan(nm.load_model("montbrio"), CONNECTIVITY, {"global_speed": [2.0, 3.0]},
+                       dtype="float32", n_steps=10)
+    with pytest.raises(ParameterError, match="does not fit in __constant__ memory"):
+        cuda.build_kernel(speeds, edges="constant")
+    x = _kernel._real("x")
+    with pytest.raises(ModelError, match="needs an otherwise branch"):
+        _printer.CUDACodePrinter("float32").doprint(sympy.Piecewise((x, x > 0)))
 
 
 def test_exposures_that_are_states_are_not_stored_twice():

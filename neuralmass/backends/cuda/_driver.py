@@ -8,13 +8,14 @@ run the emulation exercise this code too.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any, Protocol
 
 import numpy as np
 
+from ...errors import ParameterError
 from ...plan import RunPlan
+from .._progress import progress_bar
 from ._kernel import KernelSpec, build_kernel
 
 __all__ = ["Device", "Schedule", "auto_block", "run_on", "schedule"]
@@ -153,23 +154,6 @@ def initial_arrays(plan: RunPlan, spec: KernelSpec, batch: slice) -> dict[str, n
             "speed_index": speed_index}
 
 
-def _progress_bar(enabled: bool, total: int, label: str):
-    if not enabled:
-        return contextlib.nullcontext(lambda advance: None)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                   TimeRemainingColumn(), transient=True)
-
-    @contextlib.contextmanager
-    def context():
-        with bar:
-            task = bar.add_task(label, total=total)
-            yield lambda advance: bar.advance(task, advance)
-
-    return context()
-
-
 def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | None = None,
            block: int | None = None, batch_sets: int | None = None,
            chunk_samples: int | None = None, spec: KernelSpec | None = None, progress: bool = False,
@@ -186,7 +170,7 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | 
     n_sets, n_nodes = plan.n_sets, plan.n_nodes
     n_samples, every = plan.monitor.n_samples, spec.every
     if plan.monitor.n_steps_simulated >= _INT32_MAX:
-        raise ValueError(f"the CUDA backend counts steps with int: n_steps must be < 2**31, "
+        raise ParameterError(f"the CUDA backend counts steps with int: n_steps must be < 2**31, "
                          f"but got {plan.monitor.n_steps_simulated}")
     plan_ = schedule(spec, n_sets, n_samples, device.free_bytes(), block=block or 128,
                      batch_sets=batch_sets, chunk_samples=chunk_samples)
@@ -201,7 +185,7 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | 
 
     states = np.empty((n_samples, spec.n_state, n_nodes, n_sets), dtype=spec.dtype)
     computed = np.empty((n_samples, spec.n_exposure, n_nodes, n_sets), dtype=spec.dtype)
-    with _progress_bar(progress, n_sets * n_samples * every, label) as advance:
+    with progress_bar(progress, n_sets * n_samples * every, label) as advance:
         _run_batches(device, plan, spec, plan_, on_device, states, computed, advance)
     if all(kind == "kernel" for kind, _ in spec.exposure_map):
         return states, computed

@@ -24,20 +24,13 @@ import numpy as np
 
 from ...errors import BackendUnavailableError
 from ...plan import RunPlan
+from .._cache import cache_directory
 from ._driver import run_on
 from ._kernel import KernelSpec
 
 __all__ = ["EmulatedDevice", "compile_emulation", "emulate"]
 
 _SHIM = "cuda_shim.h"
-
-
-def _cache_dir() -> pathlib.Path:
-    root = os.environ.get("NEURALMASS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "neuralmass")
-    path = pathlib.Path(root) / "cuda-emulation"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _compiler() -> str:
@@ -63,10 +56,10 @@ def _compile_library(source: str, name: str) -> str:
     shim = resources.files(__package__) / _SHIM
     shim_text = shim.read_text()
     key = hashlib.sha256("\0".join([source, shim_text, compiler, *flags]).encode()).hexdigest()
-    library = _cache_dir() / f"{key[:32]}.so"
+    library = cache_directory("cuda-emulation") / f"{key[:32]}.so"
     if library.exists():
         return str(library)
-    with tempfile.TemporaryDirectory(dir=_cache_dir()) as folder:
+    with tempfile.TemporaryDirectory(dir=library.parent) as folder:
         folder = pathlib.Path(folder)
         (folder / _SHIM).write_text(shim_text)
         (folder / "kernel.cu").write_text(source)

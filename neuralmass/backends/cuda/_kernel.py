@@ -55,10 +55,11 @@ import sympy
 from sympy.codegen import ast
 from sympy.codegen.cnodes import restrict
 
+from ...errors import ParameterError
 from ...model import symbol
 from ...plan import RunPlan
 from ...random import PHILOX_M0, PHILOX_M1, PHILOX_ROUNDS, PHILOX_W0, PHILOX_W1
-from ...scheme import step_program
+from ...scheme import CouplingProgram, StepProgram, coupling_program, history_length, step_program
 from ._printer import (
     INT,
     INT64,
@@ -72,15 +73,12 @@ from ._printer import (
     umulhi,
 )
 
-__all__ = ["KernelSpec", "build_kernel", "history_length", "KERNEL_NAME"]
+__all__ = ["KernelSpec", "build_kernel", "KERNEL_NAME"]
 
 KERNEL_NAME = "nm_simulate"
 # __constant__ memory is 64 KiB; leave room for what the compiler puts there itself
 _CONSTANT_BUDGET = 60 * 1024
 
-def history_length(max_delay: int) -> int:
-    """B: the smallest power of two ≥ max_delay + 2 (see the module docstring)."""
-    return 1 << (int(max_delay) + 1).bit_length()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,64 +305,22 @@ def normal_statements(words, count: int, tag: str, targets) -> list:
 def _choose_placement(n_nodes: int, n_edges: int, n_speeds: int, itemsize: int,
                       placement: str) -> str:
     if placement not in ("auto", "constant", "global"):
-        raise ValueError(f"edges must be 'auto', 'constant' or 'global', but got {placement!r}")
+        raise ParameterError(f"edges must be 'auto', 'constant' or 'global', but got "
+                             f"{placement!r}")
     fits = n_speeds == 1 and 4 * (n_nodes + 1) + n_edges * (8 + itemsize) <= _CONSTANT_BUDGET
     if placement == "constant" and not fits:
-        raise ValueError("the edge list does not fit in __constant__ memory (or the speed "
+        raise ParameterError("the edge list does not fit in __constant__ memory (or the speed "
                          "varies between sets); use edges='global'")
     if placement == "auto":
         return "constant" if fits else "global"
     return placement
 
 
-def build_kernel(plan: RunPlan, *, edges: str = "auto", unroll: int | None = None) -> KernelSpec:
-    """Print the kernel that runs ``plan`` (see the module docstring).
+class _K:
+    """The kernel's own symbols (``nm_`` names, which the XML reader reserves for generated
+    code): thread and set indices, strides, ring rows, the edge loop and the launch scalars."""
 
-    ``edges``: ``"constant"``, ``"global"`` or ``"auto"`` (constant memory when it fits and
-    all sets share one speed). ``unroll``: a ``#pragma unroll`` factor for the loop over a
-    node's edges (more loads in flight per thread); ``None`` leaves it to the compiler.
-    """
-    model = plan.model
-    dtype = np.dtype(plan.dtype)
-    printer = CUDACodePrinter("float32" if dtype == np.float32 else "float64")
-    fixed = plan.fixed_substitutions
-    program = step_program(model, plan.integrator, plan.noise_std)
-    state_symbols = program.state
-    n_state = len(state_symbols)
-    n_nodes = plan.n_nodes
-    n_edges = int(plan.connectivity.edges()[0].size)
-    n_speeds = int(len(plan.speeds))
-    swept = plan.swept
-    every, average = plan.monitor.every, plan.monitor.average
-    placement = _choose_placement(n_nodes, n_edges, n_speeds, dtype.itemsize, edges)
-
-    # live coupling terms and the history they need
-    substituted = program.substitute(fixed)
-    used = set().union(*(e.free_symbols for _, e in sum(substituted.blocks, ())),
-                       *(e.free_symbols for e in substituted.outputs))
-    live = [t for t in model.coupling_terms if t.symbol in used]
-    dead = [t for t in model.coupling_terms if t not in live]
-    history_names = [n for n in model.coupled_variables if any(t.source == n for t in live)]
-    history_variables = tuple(model.state_names.index(n) for n in history_names)
-    n_hist = len(history_names)
-    length = history_length(plan.max_delay)
-    mask = length - 1
-
-    # an exposure that is a state variable is copied from the states by the host: the kernel
-    # computes (and the device stores) only the others
-    exposure_map = []
-    exposures = []
-    for expression in model.exposure_expressions:
-        if expression in state_symbols:
-            exposure_map.append(("state", state_symbols.index(expression)))
-        else:
-            exposure_map.append(("kernel", len(exposures)))
-            exposures.append(expression)
-    n_exposure = len(exposures)
-
-    # ------------------------------------------------------------------ names
-    p, n_sets = _int("nm_p"), _int("nm_n_sets")
-    set_offset = _int("nm_set_offset")
+    p, n_sets, set_offset = _int("nm_p"), _int("nm_n_sets"), _int("nm_set_offset")
     seed_lo, seed_hi = _int("nm_seed_lo"), _int("nm_seed_hi")
     stride_p, stride_np = _int("nm_P"), _int("nm_NP")
     stride_history, stride_state = _int("nm_history_row"), _int("nm_state_sample")
@@ -375,12 +331,87 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto", unroll: int | None = Non
     edge_begin, edge_end, source, read_row = (_int(f"nm_{n}") for n in
                                                ("edge_begin", "edge_end", "source", "read_row"))
     speed = _int("nm_speed")
+    weight = _real("nm_weight")
     where = node * stride_p + p  # (node, set) within one (N, P) plane
 
-    def state_at(v):
-        return _load("nm_state", v * stride_np + where)
 
-    # ------------------------------------------------------------------ parameters
+def _state_at(v: int) -> sympy.Indexed:
+    return _load("nm_state", v * _K.stride_np + _K.where)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kernel:
+    """What :func:`build_kernel` decides before printing: the plan's programs and sizes."""
+
+    plan: RunPlan
+    program: StepProgram  # not substituted: fixed values are declared as literals
+    coupling: CouplingProgram  # the live rules (those the step reads with fixed values)
+    history_variables: tuple[int, ...]  # state indices kept in the history
+    exposures: tuple[sympy.Expr, ...]  # the exposures the kernel computes
+    exposure_map: tuple[tuple[str, int], ...]
+    placement: str
+    length: int  # B
+    several_speeds: bool
+    used_names: frozenset  # every symbol the printed expressions read
+
+    @property
+    def n_state(self) -> int:
+        return len(self.program.state)
+
+    @property
+    def n_hist(self) -> int:
+        return len(self.history_variables)
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.plan.connectivity.edges()[0].size)
+
+    @property
+    def n_speeds(self) -> int:
+        return int(len(self.plan.speeds))
+
+    @property
+    def stochastic(self) -> bool:
+        return bool(self.program.noise)
+
+
+def _analyse(plan: RunPlan, edges: str) -> _Kernel:
+    """The live coupling and the history it needs, the exposures the kernel computes, the
+    edge placement and the symbols the printed expressions read."""
+    model = plan.model
+    program = step_program(model, plan.integrator, plan.noise_std)
+    coupling = coupling_program(model).prune(program.substitute(plan.fixed_substitutions))
+    # an exposure that is a state variable is copied from the states by the host: the kernel
+    # computes (and the device stores) only the others
+    exposure_map, exposures = [], []
+    for expression in model.exposure_expressions:
+        if expression in program.state:
+            exposure_map.append(("state", program.state.index(expression)))
+        else:
+            exposure_map.append(("kernel", len(exposures)))
+            exposures.append(expression)
+    printed = [e for _, e in sum(program.blocks, ())] + list(program.outputs) + exposures
+    printed += [e for rule in coupling.rules for e in (rule.pre, rule.post)]
+    n_edges = int(plan.connectivity.edges()[0].size)
+    return _Kernel(
+        plan=plan,
+        program=program,
+        coupling=coupling,
+        history_variables=tuple(model.state_names.index(n) for n in coupling.history),
+        exposures=tuple(exposures),
+        exposure_map=tuple(exposure_map),
+        placement=_choose_placement(plan.n_nodes, n_edges, len(plan.speeds),
+                                    np.dtype(plan.dtype).itemsize, edges),
+        length=history_length(plan.max_delay),
+        several_speeds=len(plan.speeds) > 1 and bool(coupling.rules),
+        used_names=frozenset().union(*(sympy.sympify(e).free_symbols for e in printed)),
+    )
+
+
+def _signature(kernel: _Kernel):
+    """The kernel's parameters, their ``(name, role)`` and the file-scope ``__constant__``
+    arrays with theirs. It reads the history and the edge list only with live coupling terms
+    and the speed index only with several speeds."""
     arguments: list[tuple[str, str]] = []
     parameters: list = []
 
@@ -393,207 +424,256 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto", unroll: int | None = Non
         parameters.append(ast.Variable(symbol_, type=type_, attrs={ast.value_const}))
         arguments.append((symbol_.name, role))
 
-    # what this kernel reads: swept parameters its expressions use, the history and the edge
-    # list only with live coupling terms, the speed index only with several speeds
-    couplings = {}  # live term → (pre, post with the scale)
-    for term in live:
-        post = model.resolve(term.post)
-        if term.summed not in post.free_symbols:
-            post = post * term.summed
-        couplings[term] = (model.resolve(term.pre), model.resolve(term.scale) * post)
-    printed = [e for _, e in sum(program.blocks, ())] + list(program.outputs) + exposures
-    printed += [e for pair in couplings.values() for e in pair]
-    used_names = set().union(*(sympy.sympify(e).free_symbols for e in printed))
-    read_swept = [name for name in swept if symbol(name) in used_names]
-    literals = [(s_, v) for s_, v in fixed.items() if s_ in used_names]
-    several_speeds = n_speeds > 1 and bool(live)
-
     pointer("nm_state", "state", ast.real, const=False)
-    if n_hist:
+    if kernel.n_hist:
         pointer("nm_history", "history", ast.real, const=False)
     pointer("nm_out_state", "out_state", ast.real, const=False)
-    if n_exposure:
+    if kernel.exposures:
         pointer("nm_out_exposure", "out_exposure", ast.real, const=False)
-    if swept:
+    if kernel.plan.swept:
         pointer("nm_parameters", "parameters", ast.real, const=True)
-    if several_speeds:
+    if kernel.several_speeds:
         pointer("nm_speed_index", "speed_index", INT, const=True)
+    n_nodes, n_edges = kernel.plan.n_nodes, kernel.n_edges
     edge_types = {"edge_start": INT, "edge_source": INT, "edge_weight": ast.real,
                   "edge_delay": INT}
     edge_sizes = {"edge_start": n_nodes + 1, "edge_source": n_edges, "edge_weight": n_edges,
-                  "edge_delay": n_speeds * n_edges}
+                  "edge_delay": kernel.n_speeds * n_edges}
     file_scope, constants = [], []
-    for role, type_ in edge_types.items() if live else ():
+    for role, type_ in edge_types.items() if kernel.coupling.rules else ():
         name = f"nm_{role}"
-        if placement == "constant":
+        if kernel.placement == "constant":
             file_scope.append(ArrayDeclaration(type_, name, max(1, edge_sizes[role]),
                                                [ast.Attribute("__constant__")]))
             constants.append((name, role))
         else:
             pointer(name, role, type_, const=True)
-    scalar(n_sets, "n_sets", INT)
-    scalar(set_offset, "set_offset", INT)
-    scalar(step, "step", INT)
-    scalar(sample, "sample", INT)
-    scalar(substep, "substep", INT)
-    stochastic = bool(program.noise)
-    if stochastic:
-        scalar(seed_lo, "seed_lo", UINT)
-        scalar(seed_hi, "seed_hi", UINT)
+    scalar(_K.n_sets, "n_sets", INT)
+    scalar(_K.set_offset, "set_offset", INT)
+    scalar(_K.step, "step", INT)
+    scalar(_K.sample, "sample", INT)
+    scalar(_K.substep, "substep", INT)
+    if kernel.stochastic:
+        scalar(_K.seed_lo, "seed_lo", UINT)
+        scalar(_K.seed_hi, "seed_hi", UINT)
+    return parameters, arguments, file_scope, constants
 
-    # ------------------------------------------------------------------ per node and step
-    per_node: list = [ast.Comment("the state of this node at t = step * dt")]
-    per_node += [_declare(s, state_at(v)) for v, s in enumerate(state_symbols)]
 
-    if live:
-        per_node.append(ast.Comment("coupling: sum over the incoming edges, delays from the "
-                                    "history"))
-        sums = [_real(f"nm_sum{t.index}") for t in live]
-        per_node += [_declare(s, sympy.Integer(0), const=False) for s in sums]
-        per_node += [_declare(edge_begin, _load("nm_edge_start", node), INT),
-                     _declare(edge_end, _load("nm_edge_start", node + 1), INT)]
-        delay_index = edge + (speed * n_edges if several_speeds else 0)
-        loop = [
-            _declare(source, _load("nm_edge_source", edge), INT),
-            _declare(read_row, bit_and(step - _load("nm_edge_delay", delay_index), mask), INT64),
-        ]
-        delayed_loaded = set()
-        for term in live:
-            if term.delayed not in delayed_loaded:
-                h = history_names.index(term.source)
-                loop.append(_declare(term.delayed, _load(
-                    "nm_history", read_row * stride_history + h * stride_np
-                    + source * stride_p + p)))
-                delayed_loaded.add(term.delayed)
-        weight = _real("nm_weight")
-        loop.append(_declare(weight, _load("nm_edge_weight", edge)))
-        for term, total in zip(live, sums, strict=True):
-            loop.append(ast.aug_assign(total, "+", weight * couplings[term][0]))
-        if unroll:
-            per_node.append(Pragma(f"unroll {int(unroll)}"))
-        per_node.append(ast.For(edge, sympy.Range(edge_begin, edge_end), loop))
-        for term, total in zip(live, sums, strict=True):
-            per_node.append(_declare(term.symbol, couplings[term][1].xreplace(
-                {term.summed: total})))
+def _coupling_statements(kernel: _Kernel, unroll: int | None) -> list:
+    """Each live rule: its sum over the node's incoming edges (``pre`` per edge, the delayed
+    values read from the history), then its ``post``, declared as ``c_pop<k>``."""
+    coupling = kernel.coupling
+    if not coupling.rules:
+        return []
+    statements: list = [ast.Comment("coupling: sum over the incoming edges, delays from the "
+                                    "history")]
+    sums = [_real(f"nm_sum_{rule.output.name}") for rule in coupling.rules]
+    statements += [_declare(s, sympy.Integer(0), const=False) for s in sums]
+    statements += [_declare(_K.edge_begin, _load("nm_edge_start", _K.node), INT),
+                   _declare(_K.edge_end, _load("nm_edge_start", _K.node + 1), INT)]
+    delay_index = _K.edge + (_K.speed * kernel.n_edges if kernel.several_speeds else 0)
+    loop = [
+        _declare(_K.source, _load("nm_edge_source", _K.edge), INT),
+        _declare(_K.read_row, bit_and(_K.step - _load("nm_edge_delay", delay_index),
+                                      kernel.length - 1), INT64),
+    ]
+    loaded = set()
+    for rule in coupling.rules:
+        for delayed, h in zip(rule.delayed, coupling.history_index(rule), strict=True):
+            if delayed not in loaded:
+                loop.append(_declare(delayed, _load(
+                    "nm_history", _K.read_row * _K.stride_history + h * _K.stride_np
+                    + _K.source * _K.stride_p + _K.p)))
+                loaded.add(delayed)
+    loop.append(_declare(_K.weight, _load("nm_edge_weight", _K.edge)))
+    loop += [ast.aug_assign(total, "+", _K.weight * rule.pre)
+             for rule, total in zip(coupling.rules, sums, strict=True)]
+    if unroll:
+        statements.append(Pragma(f"unroll {int(unroll)}"))
+    statements.append(ast.For(_K.edge, sympy.Range(_K.edge_begin, _K.edge_end), loop))
+    statements += [_declare(rule.output, rule.post.xreplace({rule.summed: total}))
+                   for rule, total in zip(coupling.rules, sums, strict=True)]
+    return statements
 
-    if stochastic:
-        per_node.append(ast.Comment("noise: Philox4x32-10 of (step, node, set, v / 4) keyed "
-                                    "by the seed, Box-Muller"))
-        for group in range(-(-n_state // 4)):
-            count = min(4, n_state - 4 * group)
-            tag = f"rng{group}"
-            statements, words = philox_statements(
-                (step, node, set_offset + p, sympy.Integer(group)), (seed_lo, seed_hi), tag)
-            per_node += statements
-            per_node += normal_statements(words, count, tag,
-                                          program.noise[4 * group: 4 * group + count])
 
-    per_node.append(ast.Comment(f"one {plan.integrator.name} step"))
+def _noise_statements(kernel: _Kernel) -> list:
+    """The standard normal samples of the step: Philox4x32-10 of (step, node, set, v // 4)
+    keyed by the seed, then Box–Muller."""
+    if not kernel.stochastic:
+        return []
+    program, n_state = kernel.program, kernel.n_state
+    statements: list = [ast.Comment("noise: Philox4x32-10 of (step, node, set, v / 4) keyed "
+                                    "by the seed, Box-Muller")]
+    for group in range(-(-n_state // 4)):
+        count = min(4, n_state - 4 * group)
+        tag = f"rng{group}"
+        philox, words = philox_statements(
+            (_K.step, _K.node, _K.set_offset + _K.p, sympy.Integer(group)),
+            (_K.seed_lo, _K.seed_hi), tag)
+        statements += philox
+        statements += normal_statements(words, count, tag,
+                                        program.noise[4 * group: 4 * group + count])
+    return statements
+
+
+def _step_statements(kernel: _Kernel) -> tuple[list, list[sympy.Symbol]]:
+    """The blocks of the step program (each simplified on its own), pruned to what the new
+    state needs; the new state written back and into the history. Also returns the symbols
+    of the new state."""
+    program = kernel.program
+    statements: list = [ast.Comment(f"one {kernel.plan.integrator.name} step")]
     stepping = []
     for index, block in enumerate(program.blocks):
         stepping += _assignments(block, f"nm_t{index}_")
-    next_state = [_real(f"nm_next_{s.name}") for s in state_symbols]
+    next_state = [_real(f"nm_next_{s.name}") for s in program.state]
     stepping += _assignments(list(zip(next_state, program.outputs, strict=True)),
                              f"nm_t{len(program.blocks)}_")
-    per_node += _prune(stepping, set(next_state))
-    per_node += [ast.Assignment(state_at(v), x) for v, x in enumerate(next_state)]
-    per_node += [ast.Assignment(_load("nm_history", write_row * stride_history
-                                      + h * stride_np + where), next_state[v])
-                 for h, v in enumerate(history_variables)]
+    statements += _prune(stepping, set(next_state))
+    statements += [ast.Assignment(_state_at(v), x) for v, x in enumerate(next_state)]
+    statements += [ast.Assignment(_load("nm_history", _K.write_row * _K.stride_history
+                                        + h * _K.stride_np + _K.where), next_state[v])
+                   for h, v in enumerate(kernel.history_variables)]
+    return statements, next_state
+
+
+def _monitor_statements(kernel: _Kernel, next_state: list[sympy.Symbol]) -> list:
+    """The sample of the monitor: the new state and the computed exposures, written at the
+    sample's last step, or summed over its steps and divided at the last (temporal average)."""
+    monitor = kernel.plan.monitor
+    every, average = monitor.every, monitor.average
 
     def out_state(v):
-        return _load("nm_out_state", out_row * stride_state + v * stride_np + where)
+        return _load("nm_out_state", _K.out_row * _K.stride_state + v * _K.stride_np + _K.where)
 
     def out_exposure(e):
-        return _load("nm_out_exposure", out_row * stride_exposure + e * stride_np + where)
+        return _load("nm_out_exposure",
+                     _K.out_row * _K.stride_exposure + e * _K.stride_np + _K.where)
 
-    to_next = dict(zip(state_symbols, next_state, strict=True))
-    temporaries, values = _cse_values([e.xreplace(to_next) for e in exposures], "nm_exposure_t")
+    to_next = dict(zip(kernel.program.state, next_state, strict=True))
+    temporaries, values = _cse_values([e.xreplace(to_next) for e in kernel.exposures],
+                                      "nm_exposure_t")
     outputs = [(out_state(v), x) for v, x in enumerate(next_state)]
     outputs += [(out_exposure(e), x) for e, x in enumerate(values)]
-    last = sympy.Eq(substep, every - 1)
+    last = sympy.Eq(_K.substep, every - 1)
     if average and every > 1:
-        per_node.append(ast.Comment(f"temporal average over {every} steps: sum, then divide at "
-                                    "the window's last step"))
-        per_node += temporaries
-        per_node.append(If(sympy.Eq(substep, 0), [ast.Assignment(target, sympy.Float(0.0))
-                                                  for target, _ in outputs]))
-        per_node += [ast.aug_assign(target, "+", x) for target, x in outputs]
-        per_node.append(If(last, [ast.Assignment(target, target / sympy.Integer(every))
-                                  for target, _ in outputs]))
-    else:
-        name = "temporal average over 1 step" if average else plan.monitor.name
-        per_node.append(ast.Comment(f"{name}: the state at the sample's last step"))
-        writes = [*temporaries, *[ast.Assignment(target, x) for target, x in outputs]]
-        per_node += writes if every == 1 else [If(last, writes)]
+        return [
+            ast.Comment(f"temporal average over {every} steps: sum, then divide at the "
+                        "window's last step"),
+            *temporaries,
+            If(sympy.Eq(_K.substep, 0), [ast.Assignment(target, sympy.Float(0.0))
+                                         for target, _ in outputs]),
+            *[ast.aug_assign(target, "+", x) for target, x in outputs],
+            If(last, [ast.Assignment(target, target / sympy.Integer(every))
+                      for target, _ in outputs]),
+        ]
+    name = "temporal average over 1 step" if average else monitor.name
+    writes = [*temporaries, *[ast.Assignment(target, x) for target, x in outputs]]
+    return [ast.Comment(f"{name}: the state at the sample's last step"),
+            *(writes if every == 1 else [If(last, writes)])]
 
-    # ------------------------------------------------------------------ per thread
-    thread: list = [
-        _declare(stride_p, n_sets, INT),
-        _declare(stride_np, n_nodes * stride_p, INT),
-        *([_declare(stride_history, n_hist * stride_np, INT)] if n_hist else []),
-        _declare(stride_state, n_state * stride_np, INT),
-        *([_declare(stride_exposure, n_exposure * stride_np, INT)] if n_exposure else []),
-        _declare(out_row, sample, INT64),
+
+def _thread_statements(kernel: _Kernel) -> list:
+    """What a thread declares before its node's step: strides, ring rows, literals, swept
+    parameters, the speed index, Philox constants and loop counters."""
+    plan, used_names = kernel.plan, kernel.used_names
+    n_hist, n_exposure = kernel.n_hist, len(kernel.exposures)
+    statements: list = [
+        _declare(_K.stride_p, _K.n_sets, INT),
+        _declare(_K.stride_np, plan.n_nodes * _K.stride_p, INT),
+        *([_declare(_K.stride_history, n_hist * _K.stride_np, INT)] if n_hist else []),
+        _declare(_K.stride_state, kernel.n_state * _K.stride_np, INT),
+        *([_declare(_K.stride_exposure, n_exposure * _K.stride_np, INT)] if n_exposure else []),
+        _declare(_K.out_row, _K.sample, INT64),
     ]
     if n_hist:
-        thread.append(_declare(write_row, bit_and(step + 1, mask), INT64))
+        statements.append(_declare(_K.write_row, bit_and(_K.step + 1, kernel.length - 1), INT64))
     # parameters that are the same in every set, dt and n_node: literals. Declared rather than
     # substituted, so that SymPy does not refold the expressions around the numbers (which
     # would separate, e.g., the two occurrences of x in x / (1 - exp(-d x)) and lose accuracy)
-    thread += [_declare(s_, v) for s_, v in literals]
-    thread += [_declare(t.symbol, sympy.Float(0.0)) for t in dead if t.symbol in used_names]
-    for row, name in enumerate(swept):
-        if name in read_swept:
-            thread.append(_declare(symbol(name), _load("nm_parameters", row * stride_p + p)))
-    if several_speeds:
-        thread.append(_declare(speed, _load("nm_speed_index", p), INT))
-    if stochastic:
-        thread += philox_constants()
-    counters = ([edge] if live else []) + ([_int("nm_round")] if stochastic else [])
-    thread += [_declare(c, None, INT, const=False) for c in counters]
-    thread += per_node
+    statements += [_declare(s_, v) for s_, v in plan.fixed_substitutions.items()
+                   if s_ in used_names]
+    statements += [_declare(c, sympy.Float(0.0)) for c in kernel.coupling.dead
+                   if c in used_names]
+    for row, name in enumerate(plan.swept):
+        if symbol(name) in used_names:
+            statements.append(_declare(symbol(name),
+                                       _load("nm_parameters", row * _K.stride_p + _K.p)))
+    if kernel.several_speeds:
+        statements.append(_declare(_K.speed, _load("nm_speed_index", _K.p), INT))
+    if kernel.stochastic:
+        statements += philox_constants()
+    counters = ([_K.edge] if kernel.coupling.rules else []) + \
+        ([_int("nm_round")] if kernel.stochastic else [])
+    statements += [_declare(c, None, INT, const=False) for c in counters]
+    return statements
 
+
+def _source(kernel: _Kernel, parameters: list, file_scope: list, thread: list) -> str:
+    """The printed translation unit: a header comment, the ``__constant__`` arrays, the
+    kernel (one thread per parameter set and node)."""
+    plan = kernel.plan
+    dtype = np.dtype(plan.dtype)
+    printer = CUDACodePrinter("float32" if dtype == np.float32 else "float64")
     block_index, block_size, thread_index, node_index = (
         sympy.Symbol(n, integer=True) for n in ("blockIdx.x", "blockDim.x", "threadIdx.x",
                                                 "blockIdx.y"))
     body = [
         ast.Comment("one thread per parameter set and node; one launch per step"),
-        _declare(p, block_index * block_size + thread_index, INT),
-        _declare(node, node_index, INT),
-        If(sympy.StrictLessThan(p, n_sets), thread),
+        _declare(_K.p, block_index * block_size + thread_index, INT),
+        _declare(_K.node, node_index, INT),
+        If(sympy.StrictLessThan(_K.p, _K.n_sets), thread),
     ]
-    kernel = ast.FunctionDefinition(
+    function = ast.FunctionDefinition(
         ast.Type("void"), KERNEL_NAME, parameters, body,
         attrs=[ast.Attribute('extern "C"'), ast.Attribute("__global__")],
     )
     header = [
-        ast.Comment(f"neuralmass CUDA kernel: model {model.name!r}, {plan.integrator.name}"
-                    f"{' (stochastic)' if stochastic else ''}, {dtype.name}, dt = {plan.dt!r} ms,"
-                    f" {n_nodes} nodes, {n_edges} edges, history {length} x {n_hist}, "
-                    f"{plan.monitor.name} every {every} steps"),
-        ast.Comment("swept per set: " + (", ".join(swept) if swept else "none")
-                    + f"; edges in {placement} memory"),
+        ast.Comment(f"neuralmass CUDA kernel: model {plan.model.name!r}, {plan.integrator.name}"
+                    f"{' (stochastic)' if kernel.stochastic else ''}, {dtype.name}, "
+                    f"dt = {plan.dt!r} ms, {plan.n_nodes} nodes, {kernel.n_edges} edges, "
+                    f"history {kernel.length} x {kernel.n_hist}, "
+                    f"{plan.monitor.name} every {plan.monitor.every} steps"),
+        ast.Comment("swept per set: " + (", ".join(plan.swept) if plan.swept else "none")
+                    + f"; edges in {kernel.placement} memory"),
     ]
     pieces = [printer.doprint(ast.CodeBlock(*header))]
     pieces += [printer.doprint(ast.CodeBlock(d)) for d in file_scope]
-    pieces.append(printer.doprint(kernel))
-    source = "\n".join(pieces) + "\n"
+    pieces.append(printer.doprint(function))
+    return "\n".join(pieces) + "\n"
+
+
+def build_kernel(plan: RunPlan, *, edges: str = "auto", unroll: int | None = None) -> KernelSpec:
+    """Print the kernel that runs ``plan`` (see the module docstring).
+
+    ``edges``: ``"constant"``, ``"global"`` or ``"auto"`` (constant memory when it fits and
+    all sets share one speed). ``unroll``: a ``#pragma unroll`` factor for the loop over a
+    node's edges (more loads in flight per thread); ``None`` leaves it to the compiler.
+    """
+    kernel = _analyse(plan, edges)
+    parameters, arguments, file_scope, constants = _signature(kernel)
+    per_node: list = [ast.Comment("the state of this node at t = step * dt")]
+    per_node += [_declare(s, _state_at(v)) for v, s in enumerate(kernel.program.state)]
+    per_node += _coupling_statements(kernel, unroll)
+    per_node += _noise_statements(kernel)
+    stepping, next_state = _step_statements(kernel)
+    per_node += stepping
+    per_node += _monitor_statements(kernel, next_state)
+    source = _source(kernel, parameters, file_scope, _thread_statements(kernel) + per_node)
     return KernelSpec(
         source=source,
         digest=hashlib.sha256(source.encode()).hexdigest(),
         arguments=tuple(arguments),
         constants=tuple(constants),
-        dtype=dtype.type,
-        history_length=length,
-        history_variables=history_variables,
-        swept=swept,
-        every=every,
-        average=average,
-        n_state=n_state,
-        n_exposure=n_exposure,
-        exposure_map=tuple(exposure_map),
-        n_nodes=n_nodes,
-        n_edges=n_edges,
-        n_speeds=n_speeds if several_speeds else 1,
+        dtype=np.dtype(plan.dtype).type,
+        history_length=kernel.length,
+        history_variables=kernel.history_variables,
+        swept=plan.swept,
+        every=plan.monitor.every,
+        average=plan.monitor.average,
+        n_state=kernel.n_state,
+        n_exposure=len(kernel.exposures),
+        exposure_map=kernel.exposure_map,
+        n_nodes=plan.n_nodes,
+        n_edges=kernel.n_edges,
+        n_speeds=kernel.n_speeds if kernel.several_speeds else 1,
     )

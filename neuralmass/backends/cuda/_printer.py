@@ -19,6 +19,8 @@ from sympy.codegen import ast
 from sympy.codegen.cnodes import restrict
 from sympy.printing.c import C99CodePrinter
 
+from ...errors import ModelError
+
 __all__ = [
     "ArrayDeclaration",
     "CUDACodePrinter",
@@ -146,7 +148,8 @@ class CUDACodePrinter(C99CodePrinter):
 
     def _print_Piecewise(self, expr):
         if expr.args[-1].cond != True:  # noqa: E712 - SymPy's true
-            raise ValueError(f"a Piecewise needs an otherwise branch (condition True): {expr}")
+            raise ModelError(f"a conditional expression needs an otherwise branch (condition "
+                             f"True) to be printed as C, but got {expr}")
         result = self._print(expr.args[-1].expr)
         for value, condition in reversed(expr.args[:-1]):
             result = f"(({self._print(condition)}) ? ({self._print(value)}) : ({result}))"

@@ -1,4 +1,4 @@
-"""Lower the model IR and the step program to ``jax.numpy`` functions.
+"""Lower the model IR, the step program and the coupling program to ``jax.numpy`` functions.
 
 Every function is printed from SymPy by :class:`JaxSourcePrinter` and works elementwise, so it
 applies to one node or to arrays of nodes or edges alike.
@@ -15,7 +15,7 @@ import jax
 import sympy
 
 from ...model import Model, symbol
-from ...scheme import Integrator, step_program
+from ...scheme import Integrator, coupling_program, step_program
 from .._python_source import JaxSourcePrinter, function_source
 
 __all__ = ["LoweredModel", "lower"]
@@ -23,14 +23,15 @@ __all__ = ["LoweredModel", "lower"]
 
 @dataclasses.dataclass(frozen=True)
 class LoweredCoupling:
-    """``pre(*local_states, delayed, *params)`` per edge; ``post(summed, *params)`` per node,
-    scale included. ``local`` are the indices of the state variables ``pre`` reads at the
-    target node; ``history_index`` is where the source variable sits in the history."""
+    """A :class:`~neuralmass.scheme.CouplingRule` lowered: ``pre(*local_states, *delayed,
+    *params)`` per edge; ``post(summed, *params)`` per node, scale included. ``local`` are the
+    indices of the state variables ``pre`` reads at the target node; ``history_index`` where
+    each delayed source variable sits in the history (``model.coupled_variables``)."""
 
     pre: Callable
     post: Callable
     local: tuple[int, ...]
-    history_index: int
+    history_index: tuple[int, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,27 +70,19 @@ def lower(
                                       printer)
     step = _compile("step", sources["step"])
 
-    history = model.coupled_variables
+    coupling = coupling_program(model).substitute(fixed)
     couplings = []
-    for term in model.coupling_terms:
-        pre = model.resolve(term.pre).xreplace(fixed)
-        local = tuple(i for i, s in enumerate(model.state_symbols) if s in pre.free_symbols)
-        local_symbols = [model.state_symbols[i] for i in local]
-        name = f"pre_{term.index}"
-        sources[name] = function_source(name, [*local_symbols, term.delayed, *params], [],
-                                        [pre], printer)
-        post = model.resolve(term.post)
-        if term.summed not in post.free_symbols:
-            post = post * term.summed
-        post = (model.resolve(term.scale) * post).xreplace(fixed)
-        post_name = f"post_{term.index}"
-        sources[post_name] = function_source(post_name, [term.summed, *params], [], [post],
+    for rule in coupling.rules:
+        pre_name, post_name = f"pre_{rule.output.name}", f"post_{rule.output.name}"
+        sources[pre_name] = function_source(pre_name, [*rule.local, *rule.delayed, *params], [],
+                                            [rule.pre], printer)
+        sources[post_name] = function_source(post_name, [rule.summed, *params], [], [rule.post],
                                              printer)
         couplings.append(LoweredCoupling(
-            pre=_compile(name, sources[name]),
+            pre=_compile(pre_name, sources[pre_name]),
             post=_compile(post_name, sources[post_name]),
-            local=local,
-            history_index=history.index(term.source),
+            local=tuple(model.state_symbols.index(s) for s in rule.local),
+            history_index=coupling.history_index(rule),
         ))
 
     exposures = [e.xreplace(fixed) for e in model.exposure_expressions]

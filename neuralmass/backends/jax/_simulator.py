@@ -26,14 +26,10 @@ from ...model import Model
 from ...monitors import plan_monitor
 from ...plan import DTYPES, _noise_std
 from ...random import philox_normals, seed_key
-from ...scheme import get_integrator
+from ...scheme import get_integrator, history_length
 from ._lower import LoweredModel, lower
 
 __all__ = ["Simulator", "make_simulator"]
-
-
-def _buffer_length(max_delay: int) -> int:
-    return 1 << max(0, int(max_delay)).bit_length()
 
 
 def _philox_key(seed) -> jax.Array:
@@ -158,7 +154,7 @@ class Simulator(eqx.Module):
                 "global_speed gives delays longer than the history this simulator was built "
                 "for; build it with make_simulator(..., min_speed=...)",
             )
-        length = _buffer_length(self.max_delay)
+        length = history_length(self.max_delay)
         mask = length - 1
         cvar = jnp.array(self.history_state_indices, dtype=jnp.int32)
         if history is None:
@@ -175,9 +171,9 @@ class Simulator(eqx.Module):
             coupling = []
             rows = (k - delays) & mask
             for term in lowered.couplings:
-                delayed = buffer[rows, term.history_index, self.sources]
+                delayed = [buffer[rows, h, self.sources] for h in term.history_index]
                 local = [x[i][self.targets] for i in term.local]
-                pre = jnp.broadcast_to(term.pre(*local, delayed, *values)[0], delayed.shape)
+                pre = jnp.broadcast_to(term.pre(*local, *delayed, *values)[0], rows.shape)
                 summed = jax.ops.segment_sum(self.weights * pre, self.targets,
                                              num_segments=n_nodes, indices_are_sorted=True)
                 coupling.append(full(term.post(summed, *values)[0]))

@@ -9,7 +9,7 @@ numba``).
 
 from __future__ import annotations
 
-from ._compile import cache_root as cache_root
+from .._cache import cache_root as cache_root
 from ._run import generated_source as generated_source
 from ._run import prepare as prepare
 from ._run import run as run

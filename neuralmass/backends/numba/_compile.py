@@ -7,8 +7,8 @@ own cache sits next to it in ``<cache>/numba/__pycache__`` and a second process 
 machine code instead of compiling. The source carries a fingerprint of the loop code, so a
 change to the loops gives a new file.
 
-``<cache>`` is ``$NEURALMASS_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/neuralmass``, else
-``~/.cache/neuralmass``; when it is not writable, a directory under the system's temporary
+``<cache>`` is :func:`neuralmass.backends._cache.cache_root` (``$NEURALMASS_CACHE_DIR``, else
+the user's cache folder); when it is not writable, a directory under the system's temporary
 directory is used.
 """
 
@@ -21,7 +21,6 @@ import importlib.util
 import inspect
 import os
 import sys
-import tempfile
 import threading
 import types
 from pathlib import Path
@@ -31,21 +30,13 @@ import numpy as np
 from numba.core import config as numba_config
 
 from ... import random as _random
+from .._cache import cache_directory
 from . import _kernels, _lanes, _math
 
-__all__ = ["cache_root", "loop_fingerprint", "write_module", "load_module", "compile_kernels"]
+__all__ = ["loop_fingerprint", "write_module", "load_module", "compile_kernels"]
 
 _MODEL_FUNCTIONS = ("nm_zeros", "nm_edge", "nm_node", "nm_channels", "nm_exposures",
                     "nm_record")
-
-
-def cache_root() -> Path:
-    """The user cache directory of neuralmass (see the module docstring)."""
-    if os.environ.get("NEURALMASS_CACHE_DIR"):
-        return Path(os.environ["NEURALMASS_CACHE_DIR"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "neuralmass"
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,25 +49,11 @@ def loop_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _writable_directory() -> Path:
-    for directory in (cache_root() / "numba",
-                      Path(tempfile.gettempdir()) / f"neuralmass-{os.getuid()}" / "numba"):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            probe = directory / f".probe-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-            return directory
-        except OSError:
-            continue
-    raise OSError(f"no writable cache directory (tried {cache_root() / 'numba'})")
-
-
 def write_module(source: str) -> Path:
     """``<cache>/numba/<sha256 of source>.py``, written if missing (write-then-rename, so
     that a concurrent process never imports half a file)."""
     digest = hashlib.sha256(source.encode()).hexdigest()
-    directory = _writable_directory()
+    directory = cache_directory("numba")
     path = directory / f"{digest}.py"
     if not path.exists() or path.read_text() != source:
         temporary = directory / f".{digest}.{os.getpid()}.tmp"

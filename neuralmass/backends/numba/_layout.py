@@ -14,16 +14,11 @@ import numba
 import numpy as np
 
 from ...plan import RunPlan
+from ...scheme import history_horizon, history_length
 
-__all__ = ["Tiles", "choose_lanes", "make_tiles", "buffer_length"]
+__all__ = ["Tiles", "choose_lanes", "make_tiles"]
 
 _SIMD_BYTES = 64
-
-
-def buffer_length(max_delay: int) -> int:
-    """Rows of a ring buffer that holds delays up to ``max_delay`` while the next row is
-    written: the smallest power of two ≥ max_delay + 2."""
-    return 1 << (int(max_delay) + 1).bit_length()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +27,8 @@ class Tiles:
     sets: np.ndarray  # (n_tiles, L) int64: the user's index of the set in each lane
     valid: np.ndarray  # (n_tiles,) int64: lanes holding distinct sets
     speed: np.ndarray  # (n_tiles,) int64: index into plan.speeds
-    history_rows: np.ndarray  # (n_tiles,) int64: max delay of the tile + 1
-    history_mask: np.ndarray  # (n_tiles,) int64: ring buffer length - 1
+    history_rows: np.ndarray  # (n_tiles,) int64: history_horizon of the tile's max delay
+    history_mask: np.ndarray  # (n_tiles,) int64: history_length - 1
     max_delays: np.ndarray  # (S,) per speed
 
     @property
@@ -72,8 +67,8 @@ def make_tiles(plan: RunPlan, lanes: int) -> Tiles:
             valid.append(len(chunk))
             speed.append(s)
     speed = np.asarray(speed, dtype=np.int64)
-    rows = max_delays[speed].astype(np.int64) + 1
-    mask = np.array([buffer_length(d) - 1 for d in max_delays[speed]], dtype=np.int64)
+    rows = np.array([history_horizon(d) for d in max_delays[speed]], dtype=np.int64)
+    mask = np.array([history_length(d) - 1 for d in max_delays[speed]], dtype=np.int64)
     return Tiles(lanes=lanes, sets=np.asarray(sets, dtype=np.int64),
                  valid=np.asarray(valid, dtype=np.int64), speed=speed, history_rows=rows,
                  history_mask=mask, max_delays=max_delays)

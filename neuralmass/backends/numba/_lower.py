@@ -6,8 +6,10 @@ and returns flat tuples (which Numba keeps in registers), lane fastest: the valu
 variable ``v`` in lane ``p`` is ``nm_x[v * L + p]``. Printing the ``L`` lanes side by side as
 straight-line code lets LLVM's SLP vectoriser turn them into SIMD instructions.
 
-Coupling. For each coupling term the per-edge function ``pre`` is split, where it can be, into
-a sum of products ``a(x_i) * b(x_j)`` (``x_j`` the delayed source, ``x_i`` the local state;
+Coupling. The coupling program (:func:`~neuralmass.scheme.coupling_program`) gives each term's
+per-edge ``pre`` and per-node ``post``; ``pre`` is split, where it can be
+(:meth:`~neuralmass.scheme.CouplingRule.separations`), into a sum of products
+``a(x_i) * b(x_j)`` (``x_j`` the delayed source, ``x_i`` the local state;
 ``sin(θ_j - θ_i)`` expands to ``sin θ_j cos θ_i - cos θ_j sin θ_i``). Then
 
     Σ_j w_ij pre(x_i, x_j(t - d_ij)) = Σ_m a_m(x_i) Σ_j w_ij b_m(x_j)(t - d_ij)
@@ -15,9 +17,10 @@ a sum of products ``a(x_i) * b(x_j)`` (``x_j`` the delayed source, ``x_i`` the l
 and the history stores the *channels* ``b_m(x)`` instead of ``x``: a step reads
 ``nnz × n_channels`` delayed values and multiplies and adds, with no function of them per edge.
 ``b = 1`` needs no history (``Σ_j w_ij`` is a constant per node). A ``pre`` that does not split
-(or would need many channels) is evaluated per edge on the delayed coupled variable. Coupling
+(or would need many channels) is evaluated per edge on the delayed coupled variables. Coupling
 terms whose ``c_pop<k>`` the step does not use once fixed parameters are substituted (e.g.
-Montbrió's ``cv * c_pop1`` with ``cv = 0``) are not computed at all.
+Montbrió's ``cv * c_pop1`` with ``cv = 0``, :meth:`~neuralmass.scheme.CouplingProgram.prune`)
+are not computed at all.
 
 Functions of the module (``L`` lanes; sizes below are tuple lengths):
 
@@ -45,9 +48,15 @@ import numpy as np
 import sympy
 from sympy.printing.precedence import precedence
 
-from ...model import Model, symbol
+from ...model import symbol
 from ...plan import RunPlan
-from ...scheme import step_program
+from ...scheme import (
+    CouplingProgram,
+    CouplingRule,
+    StepProgram,
+    coupling_program,
+    step_program,
+)
 from .._python_source import MathSourcePrinter, function_source
 
 __all__ = ["Lowering", "lower", "plan_fingerprint", "NumbaPrinter"]
@@ -176,41 +185,17 @@ class Lowering:
 
 
 # ---------------------------------------------------------------------------- coupling
-def _split(pre: sympy.Expr, delayed: sympy.Symbol, local: set[sympy.Symbol]):
-    """``pre`` as ``[(a, b), ...]`` with ``pre = Σ a * b``, ``b`` free of the local state and
-    ``a`` free of ``delayed``; ``None`` when it does not split into few channels."""
-    candidates = [sympy.expand(pre)]
-    if pre.has(sympy.sin, sympy.cos):
-        candidates.append(sympy.expand(sympy.expand_trig(pre)))
-    for candidate in candidates:
-        pairs = []
-        for term in sympy.Add.make_args(candidate):
-            a, b = sympy.Integer(1), sympy.Integer(1)
-            for factor in sympy.Mul.make_args(term):
-                if delayed in factor.free_symbols:
-                    if factor.free_symbols & local:
-                        break
-                    b *= factor
-                else:
-                    a *= factor
-            else:
-                coefficient, b = b.as_coeff_Mul()
-                pairs.append((a * coefficient, b))
-                continue
-            break
-        else:
-            distinct = {b for _, b in pairs if b != 1}
-            if len(distinct) <= 1 or (pre.atoms(sympy.Function) and
-                                      len(distinct) <= _MAX_CHANNELS_PER_TERM):
-                return pairs
-    return None
-
-
 @dataclasses.dataclass
 class _Coupling:
     channels: list[sympy.Expr]  # history channels, expressions of the state symbols
     sums: list[sympy.Expr]  # per-edge value of each sum, of nm_h<m>, state and parameters
     values: dict[sympy.Symbol, sympy.Expr]  # c_pop<k> from nm_sum<s>, nm_rowsum, state
+
+    def inert(self) -> _Coupling:
+        """The same with ``Max``/``Min`` inert (see :class:`_Maximum`), for printing."""
+        return _Coupling(channels=[_inert(e) for e in self.channels],
+                         sums=[_inert(e) for e in self.sums],
+                         values={c: _inert(v) for c, v in self.values.items()})
 
 
 _ROWSUM = sympy.Symbol("nm_rowsum", real=True)
@@ -224,9 +209,21 @@ def _delayed_symbol(m: int) -> sympy.Symbol:
     return sympy.Symbol(f"nm_h{m}", real=True)
 
 
-def _coupling(model: Model, fixed: dict, live: set[sympy.Symbol]) -> _Coupling:
+def _channel_form(rule: CouplingRule):
+    """The separation of ``rule.pre`` into ``[(a, b), ...]`` that the history stores as
+    channels ``b``, or ``None`` to evaluate ``pre`` per edge: one channel, or a few when ``pre``
+    calls functions (a polynomial per edge costs less than several channel sums)."""
+    for pairs in rule.separations():
+        distinct = {b for _, b in pairs if b != 1}
+        if len(distinct) <= 1 or (rule.pre.atoms(sympy.Function) and
+                                  len(distinct) <= _MAX_CHANNELS_PER_TERM):
+            return pairs
+    return None
+
+
+def _coupling(coupling: CouplingProgram) -> _Coupling:
+    """The rules of ``coupling`` as history channels, per-edge sums and per-node values."""
     result = _Coupling([], [], {})
-    local = set(model.state_symbols)
 
     def channel(expr):
         if expr not in result.channels:
@@ -239,28 +236,21 @@ def _coupling(model: Model, fixed: dict, live: set[sympy.Symbol]) -> _Coupling:
             result.sums.append(value)
         return _sum_symbol(result.sums.index(value))
 
-    for term in model.coupling_terms:
-        if term.symbol not in live:
-            continue
-        source = symbol(term.source)
-        pre = model.resolve(term.pre).xreplace(fixed)
-        pairs = _split(pre, term.delayed, local)
+    for rule in coupling.rules:
+        pairs = _channel_form(rule)
         if pairs is not None:
             summed = sympy.Integer(0)
             for a, b in pairs:
                 if b == 1:
                     summed += a * _ROWSUM
                 else:
-                    summed += a * channel_sum(channel(b.xreplace({term.delayed: source})))
+                    summed += a * channel_sum(channel(rule.at_source(b)))
         else:
-            m = channel(source)
-            result.sums.append(pre.xreplace({term.delayed: _delayed_symbol(m)}))
+            delayed = {d: _delayed_symbol(channel(symbol(source)))
+                       for d, source in zip(rule.delayed, rule.sources, strict=True)}
+            result.sums.append(rule.pre.xreplace(delayed))
             summed = _sum_symbol(len(result.sums) - 1)
-        post = model.resolve(term.post)
-        if term.summed not in post.free_symbols:
-            post = post * term.summed
-        value = (model.resolve(term.scale) * post).xreplace(fixed)
-        result.values[term.symbol] = value.xreplace({term.summed: summed})
+        result.values[rule.output] = rule.post.xreplace({rule.summed: summed})
     return result
 
 
@@ -299,64 +289,70 @@ def _padded(values: list) -> list:
     return values if values else [sympy.Float(0.0)]
 
 
-def lower(plan: RunPlan, lanes: int, *, header: str = "", block: int = 32) -> Lowering:
-    """Print the model functions of ``plan`` for tiles of ``lanes`` parameter sets;
-    ``block``: steps per block of the far-edge sums (see :mod:`._kernels`)."""
-    model = plan.model
-    L = int(lanes)
-    block_steps = int(block)
+_X, _Q, _ACC = _TupleArgument("nm_x"), _TupleArgument("nm_q"), _TupleArgument("nm_acc")
+_DELAYED, _NOISE = _TupleArgument("nm_delayed"), _TupleArgument("nm_z")
+_TOTAL = _TupleArgument("nm_total")
+_WEIGHT = sympy.Symbol("nm_weight", real=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lanes:
+    """The ``L`` lanes of a tile: ``inputs(p)`` maps the model's symbols to lane p's values."""
+
+    L: int
+    state: tuple[sympy.Symbol, ...]
+    swept: tuple[str, ...]
+
+    def inputs(self, p: int, values=None) -> dict:
+        """Symbols of lane p: state (from nm_x, or ``values``), swept parameters."""
+        L = self.L
+        subs = {s: (_X[v * L + p] if values is None else values[v])
+                for v, s in enumerate(self.state)}
+        subs.update({symbol(name): _Q[n * L + p] for n, name in enumerate(self.swept)})
+        return subs
+
+
+def _programs(plan: RunPlan) -> tuple[StepProgram, _Coupling]:
+    """The step program, ``Max``/``Min`` inert for printing (see :class:`_Maximum`), and the
+    live coupling in channel form, both with the fixed values substituted."""
     fixed = dict(plan.fixed_substitutions)
-    printer = NumbaPrinter(plan.dtype)
-    program = step_program(model, plan.integrator, plan.noise_std).substitute(fixed)
-    used = set().union(*(e.free_symbols for block in program.blocks for _, e in block),
-                       *(e.free_symbols for e in program.outputs))
-    coupling = _coupling(model, fixed, used & set(program.coupling))
-    # Max/Min inert from here on (see _Maximum)
+    program = step_program(plan.model, plan.integrator, plan.noise_std).substitute(fixed)
+    coupling = _coupling(coupling_program(plan.model).substitute(fixed).prune(program))
     program = dataclasses.replace(
         program, blocks=tuple(tuple((t, _inert(e)) for t, e in block) for block in program.blocks),
         outputs=tuple(_inert(e) for e in program.outputs))
-    values = {c: _inert(v) for c, v in coupling.values.items()}
-    sums = [_inert(e) for e in coupling.sums]
-    channels = [_inert(e) for e in coupling.channels]
-    swept = plan.swept
-    state = model.state_symbols
-    n_state, n_channels, n_sums = len(state), len(coupling.channels), len(coupling.sums)
-    n_exposures = len(model.exposures)
+    return program, coupling
 
-    x, q, acc = _TupleArgument("nm_x"), _TupleArgument("nm_q"), _TupleArgument("nm_acc")
-    delayed, noise = _TupleArgument("nm_delayed"), _TupleArgument("nm_z")
-    weight = sympy.Symbol("nm_weight", real=True)
 
-    def inputs(p: int, values=None) -> dict:
-        """Symbols of lane p: state (from nm_x, or ``values``), swept parameters."""
-        subs = {s: (x[v * L + p] if values is None else values[v]) for v, s in enumerate(state)}
-        subs.update({symbol(name): q[n * L + p] for n, name in enumerate(swept)})
-        return subs
-
-    functions = []
-    zeros = [sympy.Float(0.0)] * (n_sums * L)
-    functions.append(function_source("nm_zeros", [], [], _padded(zeros), printer))
-
-    edge_outputs = []
-    for s, per_edge in enumerate(sums):
+def _edge_function(coupling: _Coupling, lanes: _Lanes, printer) -> str:
+    """``nm_edge``: the sums plus the weight times each sum's per-edge value, every lane."""
+    L = lanes.L
+    outputs = []
+    for s, per_edge in enumerate(coupling.sums):
         for p in range(L):
-            subs = inputs(p)
-            subs.update({_delayed_symbol(m): delayed[m * L + p] for m in range(n_channels)})
-            edge_outputs.append(_AsDtype(acc[s * L + p] + weight * per_edge.xreplace(subs)))
-    functions.append(function_source(
-        "nm_edge", [acc.symbol, delayed.symbol, weight, x.symbol, q.symbol], [],
-        _padded(edge_outputs), printer))
+            subs = lanes.inputs(p)
+            subs.update({_delayed_symbol(m): _DELAYED[m * L + p]
+                         for m in range(len(coupling.channels))})
+            outputs.append(_AsDtype(_ACC[s * L + p] + _WEIGHT * per_edge.xreplace(subs)))
+    return function_source(
+        "nm_edge", [_ACC.symbol, _DELAYED.symbol, _WEIGHT, _X.symbol, _Q.symbol], [],
+        _padded(outputs), printer)
 
+
+def _node_function(program: StepProgram, coupling: _Coupling, lanes: _Lanes, printer) -> str:
+    """``nm_node``: per lane, the coupling values from the sums, the step program, then the
+    new state's channels; returns the new state then the channels, lane fastest."""
+    L, state = lanes.L, lanes.state
     blocks, new_states, new_channels = [], [], []
     internal = {t for block in program.blocks for t, _ in block}
     for p in range(L):
         renamed = {t: sympy.Symbol(f"{t.name}_l{p}", real=True) for t in internal}
-        renamed.update({c: sympy.Symbol(f"{c.name}_l{p}", real=True) for c in values})
-        renamed.update({z: noise[v * L + p] for v, z in enumerate(program.noise)})
-        subs = inputs(p)
-        lane_sums = {_sum_symbol(s): acc[s * L + p] for s in range(n_sums)}
+        renamed.update({c: sympy.Symbol(f"{c.name}_l{p}", real=True) for c in coupling.values})
+        renamed.update({z: _NOISE[v * L + p] for v, z in enumerate(program.noise)})
+        subs = lanes.inputs(p)
+        lane_sums = {_sum_symbol(s): _ACC[s * L + p] for s in range(len(coupling.sums))}
         blocks.append(tuple((renamed[c], value.xreplace({**subs, **lane_sums}))
-                            for c, value in values.items()))
+                            for c, value in coupling.values.items()))
         subs.update(renamed)
         for block in program.blocks:
             blocks.append(tuple((renamed[t], e.xreplace(subs)) for t, e in block))
@@ -364,41 +360,67 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "", block: int = 32) -> Lo
         blocks.append(tuple(zip(new, (e.xreplace(subs) for e in program.outputs), strict=True)))
         new_states.append(new)
         channel_symbols = [sympy.Symbol(f"nm_channel{m}_l{p}", real=True)
-                           for m in range(n_channels)]
-        lane_new = inputs(p, values=new)
+                           for m in range(len(coupling.channels))]
+        lane_new = lanes.inputs(p, values=new)
         blocks.append(tuple((c, e.xreplace(lane_new))
-                            for c, e in zip(channel_symbols, channels, strict=True)))
+                            for c, e in zip(channel_symbols, coupling.channels, strict=True)))
         new_channels.append(channel_symbols)
-    outputs = [_AsDtype(new_states[p][v]) for v in range(n_state) for p in range(L)]
-    outputs += [_AsDtype(new_channels[p][m]) for m in range(n_channels) for p in range(L)]
-    functions.append(function_source(
-        "nm_node", [x.symbol, acc.symbol, noise.symbol, q.symbol, _ROWSUM], blocks, outputs,
-        printer))
+    outputs = [_AsDtype(new_states[p][v]) for v in range(len(state)) for p in range(L)]
+    outputs += [_AsDtype(new_channels[p][m]) for m in range(len(coupling.channels))
+                for p in range(L)]
+    return function_source(
+        "nm_node", [_X.symbol, _ACC.symbol, _NOISE.symbol, _Q.symbol, _ROWSUM], blocks, outputs,
+        printer)
 
-    channel_outputs = [_AsDtype(e.xreplace(inputs(p))) for e in channels for p in range(L)]
-    functions.append(function_source("nm_channels", [x.symbol, q.symbol], [],
-                                     _padded(channel_outputs), printer))
-    exposures = [_inert(e.xreplace(fixed)) for e in model.exposure_expressions]
-    exposure_outputs = [_AsDtype(e.xreplace(inputs(p))) for e in exposures for p in range(L)]
-    functions.append(function_source("nm_exposures", [x.symbol, q.symbol], [],
-                                     _padded(exposure_outputs), printer))
-    total = _TupleArgument("nm_total")
-    record = [_AsDtype(total[m] + x[m]) for m in range(n_state * L)]
-    record += [_AsDtype(total[n_state * L + m] + value.args[0])
+
+def _record_function(exposure_outputs: list, lanes: _Lanes, printer) -> str:
+    """``nm_record``: the running totals of the temporal average, state then exposures."""
+    n_state = len(lanes.state)
+    record = [_AsDtype(_TOTAL[m] + _X[m]) for m in range(n_state * lanes.L)]
+    record += [_AsDtype(_TOTAL[n_state * lanes.L + m] + value.args[0])
                for m, value in enumerate(exposure_outputs)]
     if not exposure_outputs:  # the padding slot of the exposure block
-        record.append(_AsDtype(total[n_state * L]))
-    functions.append(function_source("nm_record", [total.symbol, x.symbol, q.symbol], [],
-                                     record, printer))
+        record.append(_AsDtype(_TOTAL[n_state * lanes.L]))
+    return function_source("nm_record", [_TOTAL.symbol, _X.symbol, _Q.symbol], [], record,
+                           printer)
 
-    coupled_states = tuple(model.state_names.index(c) for c in model.coupled_variables)
-    constants = {
+
+def _functions(plan: RunPlan, program: StepProgram, coupling: _Coupling, lanes: _Lanes) -> list:
+    """The sources of the module's functions (see the module docstring)."""
+    printer = NumbaPrinter(plan.dtype)
+    L = lanes.L
+    zeros = [sympy.Float(0.0)] * (len(coupling.sums) * L)
+    channel_outputs = [_AsDtype(e.xreplace(lanes.inputs(p))) for e in coupling.channels
+                       for p in range(L)]
+    fixed = plan.fixed_substitutions
+    exposures = [_inert(e.xreplace(fixed)) for e in plan.model.exposure_expressions]
+    exposure_outputs = [_AsDtype(e.xreplace(lanes.inputs(p))) for e in exposures
+                        for p in range(L)]
+    return [
+        function_source("nm_zeros", [], [], _padded(zeros), printer),
+        _edge_function(coupling, lanes, printer),
+        _node_function(program, coupling, lanes, printer),
+        function_source("nm_channels", [_X.symbol, _Q.symbol], [], _padded(channel_outputs),
+                        printer),
+        function_source("nm_exposures", [_X.symbol, _Q.symbol], [], _padded(exposure_outputs),
+                        printer),
+        _record_function(exposure_outputs, lanes, printer),
+    ]
+
+
+def _constants(plan: RunPlan, coupling: _Coupling, lanes: _Lanes, block_steps: int,
+               coupled_states: tuple[int, ...]) -> dict[str, object]:
+    """The module's ``NM_*`` sizes and flags, which the loops read as compile-time constants."""
+    L = lanes.L
+    n_state, n_channels, n_sums = len(lanes.state), len(coupling.channels), len(coupling.sums)
+    n_exposures, n_swept = len(plan.model.exposures), len(lanes.swept)
+    return {
         "NM_NODES": plan.n_nodes,
         "NM_LANES": L,
         "NM_STATE": n_state,
         "NM_CHANNELS": n_channels,
         "NM_SUMS": n_sums,
-        "NM_SWEPT": len(swept),
+        "NM_SWEPT": n_swept,
         "NM_EXPOSURES": n_exposures,
         "NM_STOCHASTIC": plan.noise_std is not None,
         # every sum is a plain weighted sum of one history channel, in channel order
@@ -411,31 +433,41 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "", block: int = 32) -> Lo
         "NM_EXPOSURE_VALUES": n_exposures * L,
         "NM_CHANNEL_BLOCK": max(1, n_channels * L),
         "NM_SUM_BLOCK": max(1, n_sums * L),
-        "NM_SWEPT_BLOCK": max(1, len(swept) * L),
+        "NM_SWEPT_BLOCK": max(1, n_swept * L),
         "NM_EXPOSURE_BLOCK": max(1, n_exposures * L),
         "NM_RECORD_BLOCK": n_state * L + max(1, n_exposures * L),
         "NM_BLOCK": block_steps,
     }
+
+
+def lower(plan: RunPlan, lanes: int, *, header: str = "", block: int = 32) -> Lowering:
+    """Print the model functions of ``plan`` for tiles of ``lanes`` parameter sets;
+    ``block``: steps per block of the far-edge sums (see :mod:`._kernels`)."""
+    model = plan.model
+    tile = _Lanes(int(lanes), model.state_symbols, plan.swept)
+    program, coupling = _programs(plan)
+    coupled_states = tuple(model.state_names.index(c) for c in model.coupled_variables)
+    constants = _constants(plan, coupling, tile, int(block), coupled_states)
     description = [f"# model {model.name!r}, {plan.integrator.name}"
                    + (", stochastic" if plan.noise_std is not None else "")
-                   + f", {np.dtype(plan.dtype).name}, {L} lane(s) per tile",
-                   f"# swept parameters (nm_q): {', '.join(swept) or 'none'}",
+                   + f", {np.dtype(plan.dtype).name}, {tile.L} lane(s) per tile",
+                   f"# swept parameters (nm_q): {', '.join(tile.swept) or 'none'}",
                    "# history channels: " + (", ".join(sympy.sstr(c) for c in coupling.channels)
                                              or "none")]
     source = "\n".join([header.rstrip("\n"), *description, _glue(constants)]).lstrip("\n")
-    source += "\n\n" + "\n\n".join(functions)
+    source += "\n\n" + "\n\n".join(_functions(plan, program, coupling.inert(), tile))
     return Lowering(
         source=source,
-        lanes=L,
-        block=block_steps,
+        lanes=tile.L,
+        block=int(block),
         n_nodes=plan.n_nodes,
-        n_state=n_state,
-        n_channels=n_channels,
-        n_sums=n_sums,
-        n_swept=len(swept),
-        n_exposures=n_exposures,
+        n_state=len(tile.state),
+        n_channels=len(coupling.channels),
+        n_sums=len(coupling.sums),
+        n_swept=len(tile.swept),
+        n_exposures=len(model.exposures),
         stochastic=plan.noise_std is not None,
-        swept=swept,
+        swept=tile.swept,
         channels=tuple(sympy.sstr(c) for c in coupling.channels),
         coupled_states=coupled_states,
     )

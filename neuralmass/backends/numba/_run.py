@@ -25,8 +25,9 @@ import numpy as np
 
 from ...plan import RunPlan
 from ...random import seed_key
+from .._cache import cache_root
+from .._progress import progress_bar
 from ._compile import (
-    cache_root,
     compile_kernels,
     load_module,
     loop_fingerprint,
@@ -297,28 +298,6 @@ def prepare(plan: RunPlan, lanes: int | None = None, **options) -> Prepared:
     return prepared
 
 
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, description: str):
-    """Yields ``advance(n)`` (thread-safe) that moves a rich progress bar by ``n``."""
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.update(task, advance=n)
-
-
 def run(plan: RunPlan, *, progress: bool = False):
     """Run ``plan``; returns ``(states, exposures)`` as NumPy arrays of ``plan.dtype``,
     shapes (T, n_state, N, P) and (T, n_exposure, N, P).
@@ -334,7 +313,7 @@ def run(plan: RunPlan, *, progress: bool = False):
         total = prepared.tiles.n_tiles * n_steps
         description = (f"{plan.model.name}: {plan.n_sets} set(s) × {n_steps} steps "
                        f"({prepared.tiles.n_tiles} tile(s))")
-        with _progress_bar(progress, total, description) as update:
+        with progress_bar(progress, total, description) as update:
             def advanced(n):
                 with lock:
                     done[0] += n
