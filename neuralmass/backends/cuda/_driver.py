@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ...divergence import first_nonfinite_steps
 from ...plan import RunPlan
 from ._kernel import KernelSpec, build_kernel
 
@@ -173,9 +174,11 @@ def _progress_bar(enabled: bool, total: int, label: str):
 def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | None = None,
            block: int | None = None, batch_sets: int | None = None,
            chunk_samples: int | None = None, spec: KernelSpec | None = None, progress: bool = False,
-           label: str = "cuda") -> tuple[np.ndarray, np.ndarray]:
+           label: str = "cuda", return_first_nonfinite: bool = False) -> tuple[np.ndarray, ...]:
     """Run ``plan`` on ``device``: ``(states, exposures)`` of shapes (T, n_state, N, P) and
-    (T, n_exposure, N, P).
+    (T, n_exposure, N, P); with ``return_first_nonfinite``, also each set's first non-finite
+    step (P,), found in the monitored output
+    (:func:`~neuralmass.divergence.first_nonfinite_steps`).
 
     ``batch_sets``, ``chunk_samples`` override the :func:`schedule`; ``block`` is the number
     of threads per block (default :func:`auto_block`); ``edges`` and ``unroll`` are passed to
@@ -204,10 +207,14 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | 
     with _progress_bar(progress, n_sets * n_samples * every, label) as advance:
         _run_batches(device, plan, spec, plan_, on_device, states, computed, advance)
     if all(kind == "kernel" for kind, _ in spec.exposure_map):
-        return states, computed
-    exposures = np.empty((n_samples, len(spec.exposure_map), n_nodes, n_sets), dtype=spec.dtype)
-    for row, (kind, index) in enumerate(spec.exposure_map):
-        exposures[:, row] = states[:, index] if kind == "state" else computed[:, index]
+        exposures = computed
+    else:
+        exposures = np.empty((n_samples, len(spec.exposure_map), n_nodes, n_sets),
+                             dtype=spec.dtype)
+        for row, (kind, index) in enumerate(spec.exposure_map):
+            exposures[:, row] = states[:, index] if kind == "state" else computed[:, index]
+    if return_first_nonfinite:
+        return states, exposures, first_nonfinite_steps(states, every)
     return states, exposures
 
 

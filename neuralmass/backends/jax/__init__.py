@@ -11,6 +11,7 @@ import contextlib
 import jax
 import numpy as np
 
+from ...divergence import first_nonfinite_steps
 from ...errors import ParameterError
 from ...plan import RunPlan
 from ._lower import lower as lower
@@ -27,11 +28,14 @@ def generated_source(plan: RunPlan) -> str:
     return "\n".join(f"# {name}\n{source}" for name, source in lowered.sources.items())
 
 
-def run(plan: RunPlan, *, progress: bool = False):
+def run(plan: RunPlan, *, progress: bool = False, return_first_nonfinite: bool = False):
     """Run ``plan``; returns ``(states, exposures)`` of shapes (T, n_state, N, P) and
     (T, n_exposure, N, P): NumPy arrays, or JAX arrays when a parameter is traced.
 
-    The run is one compiled XLA program, so ``progress`` shows nothing here."""
+    The run is one compiled XLA program, so ``progress`` shows nothing here.
+    ``return_first_nonfinite``: also return each set's first non-finite step (P,), found in
+    the monitored output (:func:`~neuralmass.divergence.first_nonfinite_steps`), or ``None``
+    when traced."""
     traced = any(isinstance(v, jax.core.Tracer) for v in plan.params.values())
     float64 = plan.dtype == np.float64
     if traced and float64 and not jax.config.x64_enabled:
@@ -47,6 +51,9 @@ def run(plan: RunPlan, *, progress: bool = False):
         )
         states, exposures = simulator(plan.params, plan.initial_state, plan.initial_history,
                                       seed=plan.seed)
-        if traced:
-            return states, exposures
-        return np.asarray(states), np.asarray(exposures)
+        if not traced:
+            states, exposures = np.asarray(states), np.asarray(exposures)
+    if not return_first_nonfinite:
+        return states, exposures
+    first = None if traced else first_nonfinite_steps(states, plan.monitor.every)
+    return states, exposures, first
