@@ -6,10 +6,10 @@ set carries NaN on its own while the others run on unchanged.
 
 ``first_nonfinite_step`` (P,) counts steps from 1, as the raw monitor's times do: ``n`` means
 that the state at ``t = n * dt`` is the first non-finite one; -1 means finite throughout.
-The Numba backend tracks it inside its loops (exact for every monitor); the JAX and CUDA
-backends derive it from the monitored output with :func:`first_nonfinite_steps` (exact for
-the raw monitor; with a period of ``m`` steps, the first step of the first non-finite
-sample's window).
+The Numba loops and the CUDA kernel track it as they run (exact for every monitor); the JAX
+backend, one XLA program, derives it from the monitored output with
+:func:`first_nonfinite_steps` (exact for the raw monitor; with a period of ``m`` steps, the
+first step of the first non-finite sample's window).
 
 ``simulate(..., on_divergence=...)`` then (:func:`resolve`):
 

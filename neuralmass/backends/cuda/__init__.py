@@ -48,8 +48,8 @@ def run(plan: RunPlan, *, block: int | None = None, edges: str = "auto", unroll:
     second stream) while the next chunk runs. ``batch_sets`` and ``chunk_samples`` override
     those sizes; ``edges`` and ``unroll`` are passed to :func:`build_kernel`; ``options`` are
     extra NVRTC options (e.g. ``("--use_fast_math",)``); ``progress`` shows a progress bar;
-    ``return_first_nonfinite`` also returns each set's first non-finite step (P,), found in
-    the monitored output (:func:`~neuralmass.divergence.first_nonfinite_steps`).
+    ``return_first_nonfinite`` also returns each set's first non-finite step (P,), tracked by
+    the kernel (exact for every monitor).
 
     Raises:
         BackendUnavailableError: without CuPy or a GPU.
