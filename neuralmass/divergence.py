@@ -6,10 +6,8 @@ set carries NaN on its own while the others run on unchanged.
 
 ``first_nonfinite_step`` (P,) counts steps from 1, as the raw monitor's times do: ``n`` means
 that the state at ``t = n * dt`` is the first non-finite one; -1 means finite throughout.
-The Numba loops and the CUDA kernel track it as they run (exact for every monitor); the JAX
-backend, one XLA program, derives it from the monitored output with
-:func:`first_nonfinite_steps` (exact for the raw monitor; with a period of ``m`` steps, the
-first step of the first non-finite sample's window).
+Every backend tracks it as it runs, so it is exact for every monitor: the Numba loops and the
+JAX scan check the new state of each step, the CUDA kernel each thread's new state.
 
 ``simulate(..., on_divergence=...)`` then (:func:`resolve`):
 
@@ -30,11 +28,9 @@ import numpy as np
 from .errors import DivergenceWarning, ParameterError, SimulationError
 from .plan import RunPlan
 
-__all__ = ["ON_DIVERGENCE", "check_on_divergence", "first_nonfinite_steps", "resolve"]
+__all__ = ["ON_DIVERGENCE", "check_on_divergence", "resolve"]
 
 ON_DIVERGENCE = ("warn", "raise", "ignore")
-# values per block of samples scanned by first_nonfinite_steps (bounds its temporaries)
-_SCAN_VALUES = 1 << 24
 
 
 def check_on_divergence(on_divergence: object) -> str:
@@ -43,23 +39,6 @@ def check_on_divergence(on_divergence: object) -> str:
         raise ParameterError(f"on_divergence must be one of {', '.join(map(repr, ON_DIVERGENCE))}"
                              f", but got {on_divergence!r}")
     return on_divergence
-
-
-def first_nonfinite_steps(states: np.ndarray, every: int) -> np.ndarray:
-    """(P,) int64 first non-finite step of each set of ``states`` (T, n_state, N, P), a
-    monitor's output with ``every`` steps per sample: ``s * every + 1`` for the first sample
-    ``s`` (0-based) holding NaN or inf, -1 where every sample is finite."""
-    n_samples, n_state, n_nodes, n_sets = states.shape
-    first = np.full(n_sets, -1, dtype=np.int64)
-    per_sample = max(1, _SCAN_VALUES // max(1, states[0].size))
-    for start in range(0, n_samples, per_sample):
-        block = states[start:start + per_sample].reshape(-1, n_state * n_nodes, n_sets)
-        bad = ~np.isfinite(block).all(axis=1)  # (samples, P)
-        new = (first < 0) & bad.any(axis=0)
-        first[new] = (start + bad[:, new].argmax(axis=0)) * every + 1
-        if (first >= 0).all():
-            break
-    return first
 
 
 def resolve(states: np.ndarray, exposures: np.ndarray, first_step: np.ndarray,

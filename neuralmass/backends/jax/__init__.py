@@ -11,7 +11,6 @@ import contextlib
 import jax
 import numpy as np
 
-from ...divergence import first_nonfinite_steps
 from ...errors import ParameterError
 from ...plan import RunPlan
 from ._lower import lower as lower
@@ -33,9 +32,8 @@ def run(plan: RunPlan, *, progress: bool = False, return_first_nonfinite: bool =
     (T, n_exposure, N, P): NumPy arrays, or JAX arrays when a parameter is traced.
 
     The run is one compiled XLA program, so ``progress`` shows nothing here.
-    ``return_first_nonfinite``: also return each set's first non-finite step (P,), found in
-    the monitored output (:func:`~neuralmass.divergence.first_nonfinite_steps`), or ``None``
-    when traced."""
+    ``return_first_nonfinite``: also return each set's first non-finite step (P,), tracked
+    in the loop (exact for every monitor), or ``None`` when traced."""
     traced = any(isinstance(v, jax.core.Tracer) for v in plan.params.values())
     float64 = plan.dtype == np.float64
     if traced and float64 and not jax.config.x64_enabled:
@@ -49,11 +47,12 @@ def run(plan: RunPlan, *, progress: bool = False, return_first_nonfinite: bool =
             noise_std=plan.noise_std, monitor=plan.monitor, dtype=np.dtype(plan.dtype).name,
             max_delay=plan.max_delay,
         )
-        states, exposures = simulator(plan.params, plan.initial_state, plan.initial_history,
-                                      seed=plan.seed)
+        states, exposures, first = simulator(plan.params, plan.initial_state,
+                                             plan.initial_history, seed=plan.seed,
+                                             return_first_nonfinite=True)
         if not traced:
             states, exposures = np.asarray(states), np.asarray(exposures)
+            first = np.asarray(first, dtype=np.int64)
     if not return_first_nonfinite:
         return states, exposures
-    first = None if traced else first_nonfinite_steps(states, plan.monitor.every)
-    return states, exposures, first
+    return states, exposures, None if traced else first
