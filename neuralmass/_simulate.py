@@ -8,10 +8,10 @@ import numpy as np
 
 from .backends import DEFAULT_DTYPES, get_backend
 from .connectivity import Connectivity
-from .errors import SimulationError
+from .divergence import check_on_divergence, resolve
 from .model import Model
 from .models import load_model
-from .plan import RunPlan, make_plan
+from .plan import make_plan
 from .result import Result
 
 __all__ = ["simulate"]
@@ -33,6 +33,7 @@ def simulate(
     monitors=("raw",),
     dtype: str | None = None,
     progress: bool = False,
+    on_divergence: str = "warn",
 ) -> Result:
     """Simulate ``model`` on ``connectivity`` for every parameter set in ``params``.
 
@@ -57,14 +58,22 @@ def simulate(
         dtype: ``"float64"`` or ``"float32"``; default float32 on the GPU (``"cuda"``) and
             float64 on the CPU backends, as in design.md §4.
         progress: show a progress bar (backends that run in chunks of steps: numba, cuda).
+        on_divergence: what to do when parameter sets diverge (NaN or inf), see
+            :mod:`neuralmass.divergence`: ``"warn"`` (a
+            :class:`~neuralmass.errors.DivergenceWarning`; the diverged sets are NaN from
+            their first non-finite sample on, the others as computed), ``"ignore"`` (the
+            same, silently) or ``"raise"``. Not checked when the parameters are traced (JAX).
 
     Returns:
-        A :class:`Result`; ``res.data`` is (time, state variable, region, parameter set).
+        A :class:`Result`; ``res.data`` is (time, state variable, region, parameter set);
+        ``res.diverged`` and ``res.first_nonfinite_step`` (P,) say which sets diverged, when.
 
     Raises:
         ParameterError: wrong arguments (the message lists what is valid).
-        SimulationError: a non-finite value appeared (first step, region and set named).
+        SimulationError: with ``on_divergence="raise"``, a non-finite value appeared (first
+            step, region, state variable and set named).
     """
+    check_on_divergence(on_divergence)
     if not isinstance(model, Model):
         model = load_model(model)
     if connectivity is None:
@@ -76,9 +85,12 @@ def simulate(
         noise=noise, seed=seed, initial_state=initial_state, initial_history=initial_history,
         monitors=monitors, dtype=dtype,
     )
-    states, exposures = get_backend(backend).run(plan, progress=progress)
-    if isinstance(states, np.ndarray):
-        check_finite(states, plan)
+    states, exposures, first_step = get_backend(backend).run(
+        plan, progress=progress, return_first_nonfinite=True)
+    diverged = None
+    if first_step is not None:  # None: traced values, nothing to check
+        states, exposures, diverged = resolve(states, exposures, first_step, plan,
+                                              on_divergence)
     params_out = {name: _per_set(value, plan.n_sets) for name, value in plan.params.items()}
     return Result(
         time=plan.monitor.time,
@@ -89,6 +101,8 @@ def simulate(
         exposure_names=model.exposure_names,
         region_labels=tuple(connectivity.labels),
         monitor=plan.monitor.name,
+        diverged=diverged,
+        first_nonfinite_step=first_step,
     )
 
 
@@ -99,28 +113,3 @@ def _per_set(value, n_sets: int):
     if isinstance(value, float | int | np.number | np.ndarray):
         return np.full(n_sets, value)
     return value + np.zeros(n_sets)  # a traced JAX scalar: stays traceable
-
-
-def check_finite(states: np.ndarray, plan: RunPlan) -> None:
-    """Raise :class:`SimulationError` at the first sample holding NaN or inf."""
-    finite = np.isfinite(states)
-    if finite.all():
-        return
-    bad_samples = np.flatnonzero(~finite.reshape(finite.shape[0], -1).all(axis=1))
-    sample = int(bad_samples[0])
-    variable, region, set_index = (int(i[0]) for i in np.nonzero(~finite[sample]))
-    every = plan.monitor.every
-    if every == 1:
-        when = f"step {sample + 1} (t = {(sample + 1) * plan.dt:g} ms)"
-    else:
-        when = (f"sample {sample} ({plan.monitor.name}, steps {sample * every + 1}-"
-                f"{(sample + 1) * every}, t ≤ {(sample + 1) * every * plan.dt:g} ms)")
-    swept = ", ".join(f"{n}={np.asarray(plan.params[n])[set_index]:g}" for n in plan.swept)
-    value = states[sample, variable, region, set_index]
-    raise SimulationError(
-        f"simulation diverged: first non-finite value ({value}) at {when}, state variable "
-        f"{plan.model.state_names[variable]!r}, region {region} "
-        f"({plan.connectivity.labels[region]}), parameter set {set_index}"
-        + (f" ({swept})" if swept else "")
-        + f"; try a smaller dt (now {plan.dt:g} ms) or check the parameters"
-    )

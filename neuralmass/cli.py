@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from typing import Annotated
 
 import numpy as np
@@ -14,7 +15,7 @@ from rich.table import Table
 
 from . import models as bundled
 from .connectivity import Connectivity
-from .errors import NeuralmassError
+from .errors import DivergenceWarning, NeuralmassError
 from .model import Model
 from .params import grid as make_grid
 
@@ -173,15 +174,34 @@ def run(
             raise _fail(f"--param {spec!r}: expected NAME=VALUE")
     start = time.perf_counter()
     try:
-        result = simulate(the_model, connectivity, params, backend=backend, dt=dt,
-                          n_steps=steps, integrator=integrator, noise=noise, seed=seed,
-                          monitors=monitor, dtype=dtype, progress=progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DivergenceWarning)
+            result = simulate(the_model, connectivity, params, backend=backend, dt=dt,
+                              n_steps=steps, integrator=integrator, noise=noise, seed=seed,
+                              monitors=monitor, dtype=dtype, progress=progress)
     except NeuralmassError as err:
         raise _fail(str(err)) from None
     wall = time.perf_counter() - start
+    for warning in caught:  # the diverged sets are reported, the others passed on
+        if issubclass(warning.category, DivergenceWarning):
+            _report_divergence(result, warning.message)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
     if output:
         result.save(output)
     _summary(the_model, connectivity, result, steps, backend, wall, output)
+
+
+def _report_divergence(result, message, shown: int = 8) -> None:
+    """The warning's text and the first ``shown`` diverged sets with their first steps."""
+    sets = np.flatnonzero(np.asarray(result.diverged))
+    steps = np.asarray(result.first_nonfinite_step)[sets]
+    listed = ", ".join(f"{p} (step {n})" for p, n in zip(sets[:shown], steps[:shown],
+                                                        strict=True))
+    Console(stderr=True).print(
+        f"[bold yellow]warning:[/] {message}\ndiverged sets (first non-finite step): {listed}"
+        + (", ..." if sets.size > shown else ""), highlight=False)
 
 
 def _summary(model, connectivity, result, steps, backend, wall, output) -> None:

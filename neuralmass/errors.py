@@ -37,5 +37,11 @@ class ModelWarning(UserWarning):
     way worth knowing: the message names the file and line and says what was done."""
 
 
+class DivergenceWarning(RuntimeWarning):
+    """Some parameter sets diverged (NaN or inf) and are NaN from their first non-finite sample
+    on; the others are returned as computed (``simulate(..., on_divergence="warn")``). The
+    message says how many and names the first step, region, state variable and set."""
+
+
 class BackendUnavailableError(NeuralmassError, RuntimeError):
     """The requested backend cannot run here (a package or a device is missing)."""

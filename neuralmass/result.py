@@ -21,6 +21,11 @@ class Result(eqx.Module):
         params: name → (P,) value of every model parameter in each set.
         state_names, exposure_names, region_labels: the labels of the axes.
         monitor: ``"raw"``, ``"subsample"`` or ``"temporal_average"``.
+        diverged: (P,) bool, True for each set that held NaN or inf (its data are NaN from
+            its first non-finite sample on); ``None`` when not checked (traced JAX values).
+        first_nonfinite_step: (P,) int, the step n whose state (at t = n dt) was the first
+            non-finite one, -1 where finite; ``None`` when not checked. See
+            :mod:`neuralmass.divergence` for how each backend finds it.
     """
 
     time: np.ndarray
@@ -31,6 +36,8 @@ class Result(eqx.Module):
     exposure_names: tuple[str, ...] = eqx.field(static=True)
     region_labels: tuple[str, ...] = eqx.field(static=True)
     monitor: str = eqx.field(static=True)
+    diverged: object = None
+    first_nonfinite_step: object = None
 
     @property
     def n_sets(self) -> int:
@@ -61,10 +68,12 @@ class Result(eqx.Module):
             variables[key] = (("time", "region", "set"), np.asarray(self.exposures[:, i]))
         for name, value in self.params.items():
             coords[name] = ("set", np.broadcast_to(np.asarray(value), (self.n_sets,)))
+        coords.update(self._divergence())
         return xarray.Dataset(variables, coords=coords, attrs={"monitor": self.monitor})
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write an ``.npz`` file: time, data, exposures, the names, and ``param_<name>``."""
+        """Write an ``.npz`` file: time, data, exposures, the names, ``param_<name>`` and, when
+        checked, ``diverged`` and ``first_nonfinite_step``."""
         np.savez_compressed(
             path,
             time=np.asarray(self.time),
@@ -76,4 +85,11 @@ class Result(eqx.Module):
             monitor=np.array(self.monitor),
             **{f"param_{k}": np.broadcast_to(np.asarray(v), (self.n_sets,))
                for k, v in self.params.items()},
+            **{k: v for k, (_, v) in self._divergence().items()},
         )
+
+    def _divergence(self) -> dict:
+        """``{name: ("set", (P,) array)}`` of the divergence fields that were checked."""
+        return {name: ("set", np.asarray(getattr(self, name)))
+                for name in ("diverged", "first_nonfinite_step")
+                if getattr(self, name) is not None}

@@ -617,7 +617,8 @@ def test_divergence_names_step_region_set_and_values(backend):
     with pytest.raises(SimulationError) as info:
         nm.simulate(linear_model(), uncoupled_connectivity(4),
                     {"a": np.array([-1.0, -1000.0]), "global_coupling": 0.0}, backend=backend,
-                    dt=DT, n_steps=200, integrator="euler", initial_state=x0)
+                    dt=DT, n_steps=200, integrator="euler", initial_state=x0,
+                    on_divergence="raise")
     message = str(info.value)
     assert f"at step {first_inf} (t = {first_inf * DT:g} ms)" in message, message
     assert "state variable 'x', region 2 (r2), parameter set 1 (a=-1000)" in message, message
@@ -633,7 +634,7 @@ def test_divergence_with_subsampling_names_the_window(backend):
         nm.simulate(linear_model(), uncoupled_connectivity(4),
                     {"a": -1000.0, "global_coupling": np.array([0.0, 0.0])}, backend=backend,
                     dt=DT, n_steps=200, integrator="euler", initial_state=x0,
-                    monitors="subsample:1.0")
+                    monitors="subsample:1.0", on_divergence="raise")
 
 
 # =========================================================================== Result

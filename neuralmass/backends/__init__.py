@@ -2,6 +2,8 @@
 
 Each backend package exposes ``run(plan, *, progress=False) -> (states, exposures)`` with
 shapes (T, n_state, N, P) and (T, n_exposure, N, P), and ``generated_source(plan) -> str``.
+``run(..., return_first_nonfinite=True)`` also returns the (P,) first non-finite step of each
+set, or ``None`` when the values are traced (see :mod:`neuralmass.divergence`).
 Backends are imported on first use, so a missing optional dependency only matters to the
 backend that needs it.
 """

@@ -31,7 +31,8 @@ __all__ = ["CUDACodePrinter", "KernelSpec", "build_kernel", "emulate", "generate
 
 def run(plan: RunPlan, *, block: int | None = None, edges: str = "auto", unroll: int | None = None,
         batch_sets: int | None = None, chunk_samples: int | None = None,
-        options: tuple[str, ...] = (), progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        options: tuple[str, ...] = (), progress: bool = False,
+        return_first_nonfinite: bool = False) -> tuple[np.ndarray, ...]:
     """Run ``plan`` on the current CUDA device; returns ``(states, exposures)``, NumPy arrays
     of shapes (T, n_state, N, P) and (T, n_exposure, N, P).
 
@@ -46,7 +47,9 @@ def run(plan: RunPlan, *, block: int | None = None, edges: str = "auto", unroll:
     of steps (one launch per step), and the samples of a chunk are copied back (pinned memory, a
     second stream) while the next chunk runs. ``batch_sets`` and ``chunk_samples`` override
     those sizes; ``edges`` and ``unroll`` are passed to :func:`build_kernel`; ``options`` are
-    extra NVRTC options (e.g. ``("--use_fast_math",)``); ``progress`` shows a progress bar.
+    extra NVRTC options (e.g. ``("--use_fast_math",)``); ``progress`` shows a progress bar;
+    ``return_first_nonfinite`` also returns each set's first non-finite step (P,), tracked by
+    the kernel (exact for every monitor).
 
     Raises:
         BackendUnavailableError: without CuPy or a GPU.
@@ -54,7 +57,8 @@ def run(plan: RunPlan, *, block: int | None = None, edges: str = "auto", unroll:
     from ._cupy import CuPyDevice
 
     return run_on(CuPyDevice(options=options), plan, edges=edges, unroll=unroll, block=block,
-                  batch_sets=batch_sets, chunk_samples=chunk_samples, progress=progress)
+                  batch_sets=batch_sets, chunk_samples=chunk_samples, progress=progress,
+                  return_first_nonfinite=return_first_nonfinite)
 
 
 def generated_source(plan: RunPlan) -> str:

@@ -157,9 +157,10 @@ def initial_arrays(plan: RunPlan, spec: KernelSpec, batch: slice) -> dict[str, n
 def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | None = None,
            block: int | None = None, batch_sets: int | None = None,
            chunk_samples: int | None = None, spec: KernelSpec | None = None, progress: bool = False,
-           label: str = "cuda") -> tuple[np.ndarray, np.ndarray]:
+           label: str = "cuda", return_first_nonfinite: bool = False) -> tuple[np.ndarray, ...]:
     """Run ``plan`` on ``device``: ``(states, exposures)`` of shapes (T, n_state, N, P) and
-    (T, n_exposure, N, P).
+    (T, n_exposure, N, P); with ``return_first_nonfinite``, also each set's first non-finite
+    step (P,), tracked by the kernel (exact for every monitor).
 
     ``batch_sets``, ``chunk_samples`` override the :func:`schedule`; ``block`` is the number
     of threads per block (default :func:`auto_block`); ``edges`` and ``unroll`` are passed to
@@ -185,18 +186,26 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | 
 
     states = np.empty((n_samples, spec.n_state, n_nodes, n_sets), dtype=spec.dtype)
     computed = np.empty((n_samples, spec.n_exposure, n_nodes, n_sets), dtype=spec.dtype)
+    first_nonfinite = np.empty(n_sets, dtype=np.int32)
     with progress_bar(progress, n_sets * n_samples * every, label) as advance:
-        _run_batches(device, plan, spec, plan_, on_device, states, computed, advance)
+        _run_batches(device, plan, spec, plan_, on_device, states, computed, first_nonfinite,
+                     advance)
     if all(kind == "kernel" for kind, _ in spec.exposure_map):
-        return states, computed
-    exposures = np.empty((n_samples, len(spec.exposure_map), n_nodes, n_sets), dtype=spec.dtype)
-    for row, (kind, index) in enumerate(spec.exposure_map):
-        exposures[:, row] = states[:, index] if kind == "state" else computed[:, index]
+        exposures = computed
+    else:
+        exposures = np.empty((n_samples, len(spec.exposure_map), n_nodes, n_sets),
+                             dtype=spec.dtype)
+        for row, (kind, index) in enumerate(spec.exposure_map):
+            exposures[:, row] = states[:, index] if kind == "state" else computed[:, index]
+    if return_first_nonfinite:
+        return states, exposures, first_nonfinite.astype(np.int64)
     return states, exposures
 
 
-def _run_batches(device, plan, spec, plan_, on_device, states, exposures, advance):
-    """Each batch of sets: upload its initial arrays, launch the chunks, collect the samples."""
+def _run_batches(device, plan, spec, plan_, on_device, states, exposures, first_nonfinite,
+                 advance):
+    """Each batch of sets: upload its initial arrays, launch the chunks, collect the samples
+    and the first non-finite steps."""
     n_sets, n_nodes, n_samples = plan.n_sets, plan.n_nodes, plan.monitor.n_samples
     every, dtype, seed = spec.every, spec.dtype, int(plan.seed)
     for start in range(0, n_sets, plan_.batch_sets):
@@ -205,6 +214,7 @@ def _run_batches(device, plan, spec, plan_, on_device, states, exposures, advanc
         host = initial_arrays(plan, spec, batch)
         for role in ("state", "parameters", "speed_index"):
             on_device[role] = device.upload(host[role])
+        on_device["first_nonfinite"] = device.upload(np.full(size, -1, dtype=np.int32))
         on_device["history"] = device.ring(
             (spec.history_length, spec.n_history, n_nodes, size), host["past"],
             host["past_rows"])
@@ -241,9 +251,10 @@ def _run_batches(device, plan, spec, plan_, on_device, states, exposures, advanc
                 device.download(out_exposure, exposures[first:first + count, :, :, batch])
             advance(size * count * every)
             del launches, arguments
+        device.download(on_device["first_nonfinite"], first_nonfinite[batch])
         device.finish()
         # release this batch's arrays before the next batch allocates its own
         for role in ("state", "parameters", "speed_index", "history", "out_state",
-                     "out_exposure"):
+                     "out_exposure", "first_nonfinite"):
             on_device.pop(role, None)
         del buffers, out_state, out_exposure, base

@@ -152,8 +152,10 @@ class EmulatedDevice:
 
 def emulate(plan: RunPlan, *, edges: str = "auto", unroll: int | None = None, block: int = 32,
             batch_sets: int | None = None, chunk_samples: int | None = None,
-            free_bytes: int = 1 << 40, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``plan`` with the CUDA kernel compiled for the CPU: ``(states, exposures)`` as
+            free_bytes: int = 1 << 40, progress: bool = False,
+            return_first_nonfinite: bool = False) -> tuple[np.ndarray, ...]:
+    """Run ``plan`` with the CUDA kernel compiled for the CPU: ``(states, exposures)`` (and
+    with ``return_first_nonfinite`` the first non-finite steps) as
     :func:`neuralmass.backends.cuda.run` returns them.
 
     For testing and for reading what the GPU would compute; it is not fast. ``block``,
@@ -163,4 +165,5 @@ def emulate(plan: RunPlan, *, edges: str = "auto", unroll: int | None = None, bl
     """
     return run_on(EmulatedDevice(free_bytes=free_bytes), plan, edges=edges, unroll=unroll,
                   block=block, batch_sets=batch_sets, chunk_samples=chunk_samples,
-                  progress=progress, label="cuda (emulated)")
+                  progress=progress, label="cuda (emulated)",
+                  return_first_nonfinite=return_first_nonfinite)

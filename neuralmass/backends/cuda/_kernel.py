@@ -16,7 +16,11 @@ warp (same node, consecutive sets) read 32 consecutive values (coalesced) and th
   need no synchronisation, and consecutive launches order the steps;
 - ``out_state``/``out_exposure``: (n_samples, n_state|n_exposure, N, P), one chunk of the
   monitor's samples (exposures that are plain state variables are left to the host);
-- ``parameters``: (n_swept, P), the parameters that vary between sets; all others are literals.
+- ``parameters``: (n_swept, P), the parameters that vary between sets; all others are literals;
+- ``first_nonfinite``: (P,) int, the first step n (state at t = n dt) whose new state held NaN
+  or inf, -1 while finite (:mod:`neuralmass.divergence`): a thread that computes a non-finite
+  state writes ``step + 1`` if the set has none yet (the nodes of one step all write the same
+  value, so they need no atomics).
 
 Why a thread per (set, node) and a launch per step rather than one thread looping over the
 steps and nodes of its set: a step costs nnz delayed loads per set, each behind a dependent
@@ -70,6 +74,7 @@ from ._printer import (
     Pragma,
     bit_and,
     bit_xor,
+    isfinite,
     umulhi,
 )
 
@@ -88,7 +93,8 @@ class KernelSpec:
     Attributes:
         source: the CUDA C++ source; digest: its sha256 (the compilation cache key).
         arguments: ``(name, role)`` of each kernel parameter in order; roles are ``state``,
-            ``history``, ``out_state``, ``out_exposure``, ``parameters``, ``speed_index``,
+            ``history``, ``out_state``, ``out_exposure``, ``first_nonfinite``, ``parameters``,
+            ``speed_index``,
             ``edge_start``, ``edge_source``, ``edge_weight``, ``edge_delay`` (device arrays) and
             ``n_sets``, ``set_offset``, ``step`` (the global step k), ``sample`` (the
             sample's row in the chunk), ``substep`` (k's place in the sample) (int), ``seed_lo``,
@@ -151,7 +157,8 @@ def _declare(name_or_symbol, value, type_=ast.real, *, const: bool = True) -> as
     return ast.Declaration(ast.Variable(name_or_symbol, type=type_, value=value, attrs=attrs))
 
 
-_INTEGER_ARRAYS = ("nm_edge_start", "nm_edge_source", "nm_edge_delay", "nm_speed_index")
+_INTEGER_ARRAYS = ("nm_edge_start", "nm_edge_source", "nm_edge_delay", "nm_speed_index",
+                   "nm_first_nonfinite")
 
 
 def _load(array: str, index) -> sympy.Indexed:
@@ -430,6 +437,7 @@ def _signature(kernel: _Kernel):
     pointer("nm_out_state", "out_state", ast.real, const=False)
     if kernel.exposures:
         pointer("nm_out_exposure", "out_exposure", ast.real, const=False)
+    pointer("nm_first_nonfinite", "first_nonfinite", INT, const=False)
     if kernel.plan.swept:
         pointer("nm_parameters", "parameters", ast.real, const=True)
     if kernel.several_speeds:
@@ -530,6 +538,10 @@ def _step_statements(kernel: _Kernel) -> tuple[list, list[sympy.Symbol]]:
                              f"nm_t{len(program.blocks)}_")
     statements += _prune(stepping, set(next_state))
     statements += [ast.Assignment(_state_at(v), x) for v, x in enumerate(next_state)]
+    first_nonfinite = _load("nm_first_nonfinite", _K.p)
+    statements.append(If(sympy.And(sympy.Or(*(sympy.Eq(isfinite(x), 0) for x in next_state)),
+                                   sympy.StrictLessThan(first_nonfinite, 0)),
+                         [ast.Assignment(first_nonfinite, _K.step + 1)]))
     statements += [ast.Assignment(_load("nm_history", _K.write_row * _K.stride_history
                                         + h * _K.stride_np + _K.where), next_state[v])
                    for h, v in enumerate(kernel.history_variables)]

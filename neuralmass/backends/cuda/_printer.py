@@ -28,6 +28,7 @@ __all__ = [
     "Pragma",
     "bit_and",
     "bit_xor",
+    "isfinite",
     "umulhi",
     "INT",
     "UINT",
@@ -74,6 +75,10 @@ class umulhi(sympy.Function):  # noqa: N801
     """The high 32 bits of the 64-bit product of two unsigned ints: CUDA's ``__umulhi``."""
 
     is_integer = True
+
+
+class isfinite(sympy.Function):  # noqa: N801 - printed as the C++/CUDA function
+    """``isfinite(x)``: false for NaN and ±inf (the kernel's divergence check)."""
 
 
 class If(ast.Token):
@@ -172,6 +177,9 @@ class CUDACodePrinter(C99CodePrinter):
 
     def _print_bit_xor(self, expr):
         return "(" + " ^ ".join(self._operand(a) for a in expr.args) + ")"
+
+    def _print_isfinite(self, expr):
+        return f"isfinite({self._print(expr.args[0])})"
 
     def _print_umulhi(self, expr):
         return "__umulhi({}, {})".format(*(self._print(a) for a in expr.args))

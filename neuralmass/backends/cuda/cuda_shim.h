@@ -19,6 +19,7 @@
 #define __forceinline__ inline
 #define __constant__
 // __restrict__ is a g++ and clang extension already.
+using std::isfinite;  // a CUDA built-in; <cmath> declares it in std only
 
 struct nm_dim3 {
     unsigned int x = 1, y = 1, z = 1;

@@ -27,11 +27,13 @@ def generated_source(plan: RunPlan) -> str:
     return "\n".join(f"# {name}\n{source}" for name, source in lowered.sources.items())
 
 
-def run(plan: RunPlan, *, progress: bool = False):
+def run(plan: RunPlan, *, progress: bool = False, return_first_nonfinite: bool = False):
     """Run ``plan``; returns ``(states, exposures)`` of shapes (T, n_state, N, P) and
     (T, n_exposure, N, P): NumPy arrays, or JAX arrays when a parameter is traced.
 
-    The run is one compiled XLA program, so ``progress`` shows nothing here."""
+    The run is one compiled XLA program, so ``progress`` shows nothing here.
+    ``return_first_nonfinite``: also return each set's first non-finite step (P,), tracked
+    in the loop (exact for every monitor), or ``None`` when traced."""
     traced = any(isinstance(v, jax.core.Tracer) for v in plan.params.values())
     float64 = plan.dtype == np.float64
     if traced and float64 and not jax.config.x64_enabled:
@@ -45,8 +47,12 @@ def run(plan: RunPlan, *, progress: bool = False):
             noise_std=plan.noise_std, monitor=plan.monitor, dtype=np.dtype(plan.dtype).name,
             max_delay=plan.max_delay,
         )
-        states, exposures = simulator(plan.params, plan.initial_state, plan.initial_history,
-                                      seed=plan.seed)
-        if traced:
-            return states, exposures
-        return np.asarray(states), np.asarray(exposures)
+        states, exposures, first = simulator(plan.params, plan.initial_state,
+                                             plan.initial_history, seed=plan.seed,
+                                             return_first_nonfinite=True)
+        if not traced:
+            states, exposures = np.asarray(states), np.asarray(exposures)
+            first = np.asarray(first, dtype=np.int64)
+    if not return_first_nonfinite:
+        return states, exposures
+    return states, exposures, None if traced else first

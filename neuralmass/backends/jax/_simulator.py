@@ -55,7 +55,9 @@ class Simulator(eqx.Module):
     - ``seed``: the noise seed (an integer ≥ 0, or a traced integer): the Philox stream of
       :mod:`neuralmass.random`, the same on every backend.
 
-    Returns ``(states, exposures)`` of shapes (T, n_state, N, P) and (T, n_exposure, N, P).
+    Returns ``(states, exposures)`` of shapes (T, n_state, N, P) and (T, n_exposure, N, P);
+    with ``return_first_nonfinite=True`` also each set's first non-finite step (P,) int32
+    (the state at t = n dt held NaN or inf; -1 while finite), tracked in the loop.
     """
 
     targets: jax.Array
@@ -79,7 +81,7 @@ class Simulator(eqx.Module):
 
     # ------------------------------------------------------------------ public call
     def __call__(self, params: Mapping[str, object] | None = None, initial_state=None,
-                 initial_history=None, seed: int = 0):
+                 initial_history=None, seed: int = 0, *, return_first_nonfinite: bool = False):
         params = dict(params or {})
         unknown = set(params) - set(self.parameter_names)
         if unknown:
@@ -107,8 +109,9 @@ class Simulator(eqx.Module):
                                  f"number of parameter sets: {sorted(sizes)}")
         n_sets = sizes.pop() if sizes else 1
         table, speed_index = self._delay_table(params.get("global_speed"), n_sets)
-        return _run_batch(self, tuple(values), tuple(axes), state, history, key, table,
-                          speed_index, n_sets)
+        states, exposures, first = _run_batch(self, tuple(values), tuple(axes), state, history,
+                                              key, table, speed_index, n_sets)
+        return (states, exposures, first) if return_first_nonfinite else (states, exposures)
 
     def _delay_table(self, speed, n_sets):
         """Integer delays computed in float64 NumPy (exactly as the other backends) when the
@@ -189,22 +192,28 @@ class Simulator(eqx.Module):
             return jnp.stack([jnp.broadcast_to(v, x.shape[1:]).astype(x.dtype)
                               for v in lowered.exposures(*x, *values)])
 
+        n_steps = self.n_samples * self.every  # the padding of the last chunk is not recorded
+
         def sample(carry, index):
             def advance(inner, j):
-                x, buffer, total, total_exposures = inner
-                x, buffer = step(x, buffer, index * self.every + j)
+                x, buffer, total, total_exposures, first = inner
+                k = index * self.every + j
+                x, buffer = step(x, buffer, k)
+                # the first step whose state is not finite (neuralmass.divergence)
+                first = jnp.where((first < 0) & (k < n_steps) & ~jnp.all(jnp.isfinite(x)),
+                                  (k + 1).astype(first.dtype), first)
                 if self.average:
                     total, total_exposures = total + x, total_exposures + exposures(x)
-                return (x, buffer, total, total_exposures), None
+                return (x, buffer, total, total_exposures, first), None
 
-            x, buffer = carry
+            x, buffer, first = carry
             zeros = jnp.zeros_like(x)
             zeros_exposures = jnp.zeros_like(exposures(x))
-            (x, buffer, total, total_exposures), _ = jax.lax.scan(
-                advance, (x, buffer, zeros, zeros_exposures), jnp.arange(self.every))
+            (x, buffer, total, total_exposures, first), _ = jax.lax.scan(
+                advance, (x, buffer, zeros, zeros_exposures, first), jnp.arange(self.every))
             if self.average:
-                return (x, buffer), (total / self.every, total_exposures / self.every)
-            return (x, buffer), (x, exposures(x))
+                return (x, buffer, first), (total / self.every, total_exposures / self.every)
+            return (x, buffer, first), (x, exposures(x))
 
         chunk = max(1, math.isqrt(self.n_samples))
         n_chunks = -(-self.n_samples // chunk)
@@ -213,11 +222,11 @@ class Simulator(eqx.Module):
         def run_chunk(carry, c):
             return jax.lax.scan(sample, carry, c * chunk + jnp.arange(chunk))
 
-        _, (states, exposure_values) = jax.lax.scan(run_chunk, (state, buffer),
-                                                    jnp.arange(n_chunks))
+        (_, _, first), (states, exposure_values) = jax.lax.scan(
+            run_chunk, (state, buffer, jnp.int32(-1)), jnp.arange(n_chunks))
         states = states.reshape((n_chunks * chunk,) + states.shape[2:])[: self.n_samples]
         exposure_values = exposure_values.reshape((n_chunks * chunk,) + exposure_values.shape[2:])
-        return states, exposure_values[: self.n_samples]
+        return states, exposure_values[: self.n_samples], first
 
 
 @eqx.filter_jit

@@ -118,7 +118,9 @@ def _bind_kernels(module: types.ModuleType) -> dict[str, object]:
     namespace.update(np=np, load_block=_lanes.load_block,
                      store_block=_lanes.store_block, channel_sums=_lanes.channel_sums,
                      block_channel_sums=_lanes.block_channel_sums,
-                     normals4=_random.normals4, nm_sin=_math.sine, nm_cos=_math.cosine)
+                     normals4=_random.normals4, nm_sin=_math.sine, nm_cos=_math.cosine,
+                     nm_max=numba.njit(inline="always")(_math.nan_maximum),
+                     nm_min=numba.njit(inline="always")(_math.nan_minimum))
     kernels = {
         function.__name__: numba.njit(cache=True, nogil=True)(_rebind(function, module))
         for function in _kernels.KERNELS

@@ -19,6 +19,10 @@ NM_CHANNEL_BLOCK`` = channels × L values per node and time):
 - ``params[t]``: (n_swept, L) swept parameter values; ``tile_sets[t, p]`` the user's index of
   the set in lane p (lanes ≥ ``tile_valid[t]`` repeat a set and are not recorded).
 - ``totals[t]``: (N, n_state + n_exposures, L) running sums of the temporal average.
+- ``first_nonfinite[t]``: (L,) the first step n (state at t = n dt) whose state held NaN or
+  inf in each lane, -1 while finite (:mod:`neuralmass.divergence`): each step adds
+  ``0 × value`` of every new state value to a per-lane sum, NaN once any value is not
+  finite, and checks it once per step.
 - Edges per speed s (CSR by target, ``indptr``): ``delays[s]``, ``sources[s]``,
   ``weights[s]``, ordered within each target so that the *near* edges (delay <
   ``NM_BLOCK``) come first, up to ``near_end[s, i]``. The *far* edges again, ordered by
@@ -57,7 +61,8 @@ nm_zeros = nm_edge = nm_node = nm_channels = nm_exposures = nm_record = None
 
 def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight, near_end,
                  indptr, far_start, far_delay, far_target, far_weight, rowsum, params, sets,
-                 n_valid, key, every, window, totals, out_states, out_exposures):
+                 n_valid, key, every, window, totals, out_states, out_exposures,
+                 first_nonfinite):
     """Advance one tile through steps ``k_start … k_stop - 1`` and record the monitor.
 
     Arguments are the tile's own parts of the arrays of the module docstring (``x``,
@@ -71,6 +76,7 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
     node_stride = (mask + 2) * NM_CHANNEL_BLOCK  # one padding row, see the module docstring
     average = window != 0
     noise = np.zeros(NM_STATE_BLOCK, x.dtype)
+    health = np.zeros(NM_LANES, np.float64)  # NaN in a lane once a value is not finite
     far = np.zeros(NM_NODES * NM_BLOCK * NM_SUM_BLOCK if NM_CHANNEL_SUMS else NM_SUM_BLOCK,
                    x.dtype)
     block_start = k_start
@@ -108,6 +114,9 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
                                 noise[(4 * block + m) * NM_LANES + p] = z4[m]
                     z = load_block(noise, 0, NM_STATE_BLOCK)
                 out = nm_node(xv, acc, z, q, rowsum[i])
+                for v in range(NM_STATE):
+                    for p in range(NM_LANES):
+                        health[p] += out[v * NM_LANES + p] * 0.0
                 store_block(x, i * NM_STATE_BLOCK, out, 0, NM_STATE_BLOCK)
                 if NM_CHANNELS > 0:
                     store_block(history, write + i * node_stride, out, NM_STATE_BLOCK,
@@ -137,6 +146,9 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
                             for p in range(n_valid):
                                 out_exposures[sample, v, i, sets[p]] = \
                                     exposures[v * NM_LANES + p]
+            for p in range(NM_LANES):
+                if first_nonfinite[p] < 0 and health[p] != health[p]:
+                    first_nonfinite[p] = k + 1
         block_start += block_steps
 
 

@@ -74,11 +74,12 @@ class _AsDtype(sympy.Function):
 
 class _Maximum(sympy.Function):
     """``Max`` that SymPy does not evaluate (rebuilding ``Max`` for every lane asks SymPy to
-    compare its arguments, which dominates the printing time); printed as ``max``."""
+    compare its arguments, which dominates the printing time); printed as ``nm_max``, which
+    propagates NaN (:func:`._math.nan_maximum`; Python's ``max(0.0, nan)`` is 0.0)."""
 
 
 class _Minimum(sympy.Function):
-    """``Min``, likewise; printed as ``min``."""
+    """``Min``, likewise; printed as ``nm_min``."""
 
 
 def _inert(expr: sympy.Expr) -> sympy.Expr:
@@ -103,7 +104,8 @@ class NumbaPrinter(MathSourcePrinter):
     In float32 every number is printed as ``numpy.float32(...)`` (a bare ``2`` or ``math.pi``
     would promote the arithmetic to float64); small integer powers become products; ``sin``
     and ``cos`` call ``nm_sin``/``nm_cos`` (:mod:`._math`: branch-free, so the lanes
-    vectorise, within 2 ulp), everything else ``math``.
+    vectorise, within 2 ulp), ``Max``/``Min`` (the bound clamps) ``nm_max``/``nm_min``
+    (NaN-propagating), everything else ``math``.
     """
 
     def __init__(self, dtype=np.float64):
@@ -123,10 +125,17 @@ class NumbaPrinter(MathSourcePrinter):
     _print_Infinity = _print_NegativeInfinity = _print_NaN = _print_Float
 
     def _print__Maximum(self, expr):
-        return f"max({', '.join(self._print(a) for a in expr.args)})"
+        return self._nested("nm_max", expr.args)
 
     def _print__Minimum(self, expr):
-        return f"min({', '.join(self._print(a) for a in expr.args)})"
+        return self._nested("nm_min", expr.args)
+
+    def _nested(self, function: str, args) -> str:
+        """``f(a, f(b, c))`` for the two-argument ``nm_max``/``nm_min``."""
+        text = self._print(args[-1])
+        for arg in reversed(args[:-1]):
+            text = f"{function}({self._print(arg)}, {text})"
+        return text
 
     def _print_Pow(self, expr, rational=False):
         base, exponent = expr.as_base_exp()

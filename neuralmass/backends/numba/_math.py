@@ -1,4 +1,5 @@
-"""Branch-free sine and cosine that LLVM can vectorise (Numba has no vector libm here).
+"""Branch-free sine and cosine that LLVM can vectorise (Numba has no vector libm here), and
+the NaN-propagating maximum and minimum the bound clamps are printed with.
 
 ``math.sin`` compiles to a call into the C library, one lane at a time; the generated model
 functions print ``sin``/``cos`` as :func:`sine`/:func:`cosine` instead, so that a tile's lanes
@@ -13,6 +14,11 @@ of π/2 (fdlibm's ``pio2_1``, ``pio2_2``, ``pio2_3``, 33 bits each, so ``k · pi
 by ``k mod 4``. Accuracy: within 2 ulp of the correctly rounded result for ``|x| < 10⁶``
 (more than 400 hours of a 1 rad/ms oscillator). Always computed in float64; a float32
 argument is widened and the result rounded back.
+
+Python's and Numba's ``max(0.0, nan)`` is ``0.0``: a clamp printed with them would turn a
+diverging state variable into its bound. :func:`nan_maximum` and :func:`nan_minimum` return
+NaN when either argument is NaN, as ``jax.numpy.maximum`` and the CUDA kernel's clamps do
+(issue 8).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from numba import types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-__all__ = ["sine", "cosine", "reference_sine_cosine"]
+__all__ = ["sine", "cosine", "nan_maximum", "nan_minimum", "reference_sine_cosine"]
 
 _TWO_OVER_PI = 6.36619772367581382433e-01
 _PIO2 = (1.57079632673412561417e+00, 6.07710050630396597660e-11, 2.02226624871116645580e-21)
@@ -102,3 +108,13 @@ def _intrinsic_for(phase: int, name: str):
 
 sine = _intrinsic_for(0, "sine")
 cosine = _intrinsic_for(1, "cosine")
+
+
+def nan_maximum(a, b):
+    """``max(a, b)``, NaN when ``a`` or ``b`` is NaN (``a > nan`` is False: ``b`` is returned)."""
+    return a if a != a or a > b else b
+
+
+def nan_minimum(a, b):
+    """``min(a, b)``, NaN when ``a`` or ``b`` is NaN."""
+    return a if a != a or a < b else b

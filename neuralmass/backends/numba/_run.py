@@ -190,6 +190,7 @@ class Prepared:
         self.out_exposures = np.empty((monitor.n_samples, lowering.n_exposures, N,
                                        plan.n_sets), dtype)
         self.key = np.array(seed_key(plan.seed), dtype=np.uint64)
+        self.first_nonfinite = np.full((tiles.n_tiles, L), -1, np.int64)
 
     # ------------------------------------------------------------------ kernels
     def initialize_tile(self, t: int):
@@ -209,7 +210,16 @@ class Prepared:
             self.sources[s], self.weights[s], self.near_end[s], self.indptr,
             self.far_start[s], self.far_delay[s], self.far_target[s], self.far_weight[s],
             self.rowsum, self.params[t], tiles.sets[t], int(tiles.valid[t]), self.key,
-            self.every, self.window, self.totals[t], self.out_states, self.out_exposures)
+            self.every, self.window, self.totals[t], self.out_states, self.out_exposures,
+            self.first_nonfinite[t])
+
+    def first_nonfinite_steps(self) -> np.ndarray:
+        """(P,) each set's first non-finite step so far (-1: finite), tracked by the kernel
+        (see :mod:`neuralmass.divergence`)."""
+        first = np.full(self.plan.n_sets, -1, np.int64)
+        for t, n_valid in enumerate(self.tiles.valid):
+            first[self.tiles.sets[t, :n_valid]] = self.first_nonfinite[t, :n_valid]
+        return first
 
     def initialize(self):
         """Set every tile's state and history from the plan (compiles on first use)."""
@@ -298,9 +308,10 @@ def prepare(plan: RunPlan, lanes: int | None = None, **options) -> Prepared:
     return prepared
 
 
-def run(plan: RunPlan, *, progress: bool = False):
+def run(plan: RunPlan, *, progress: bool = False, return_first_nonfinite: bool = False):
     """Run ``plan``; returns ``(states, exposures)`` as NumPy arrays of ``plan.dtype``,
-    shapes (T, n_state, N, P) and (T, n_exposure, N, P).
+    shapes (T, n_state, N, P) and (T, n_exposure, N, P), and with ``return_first_nonfinite``
+    each set's first non-finite step (P,), tracked in the loops (exact for every monitor).
 
     ``progress=True`` shows a progress bar (rich). Ctrl-C stops the run between kernel calls
     (each about a tenth of a second) and raises a one-line ``KeyboardInterrupt``.
@@ -325,4 +336,6 @@ def run(plan: RunPlan, *, progress: bool = False):
         raise KeyboardInterrupt(
             f"neuralmass: simulation interrupted after {share:.0f} of {n_steps} steps "
             "(per parameter set, on average)") from None
+    if return_first_nonfinite:
+        return prepared.out_states, prepared.out_exposures, prepared.first_nonfinite_steps()
     return prepared.out_states, prepared.out_exposures
