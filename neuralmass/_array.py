@@ -27,8 +27,9 @@ def scan(step: Callable, carry, xs, xp):
     """``carry, ys = scan(step, carry, xs, xp)`` with ``step(carry, x) -> (carry, y)``.
 
     ``xs`` is an array whose leading axis is iterated; ``ys`` stacks the ``y`` along a new
-    leading axis (``None`` when ``step`` returns ``None`` for ``y``). Under JAX (``xp is jax.numpy``) this is ``jax.lax.scan``; under NumPy a
-    Python loop with the same semantics.
+    leading axis (``None`` when ``step`` returns ``None`` for ``y``). Under JAX
+    (``xp is jax.numpy``) this is ``jax.lax.scan``; under NumPy a Python loop with the same
+    semantics.
     """
     if xp is jnp:
         return jax.lax.scan(step, carry, xs)
