@@ -7,7 +7,9 @@
 """
 
 from . import errors as errors
+from . import hemodynamics as hemodynamics
 from . import lems as lems
+from . import metrics as metrics
 from . import models as models
 from . import monitors as monitors
 from ._simulate import simulate as simulate
