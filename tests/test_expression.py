@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from unittest import mock
 
 import pytest
@@ -397,8 +396,9 @@ def test_hostile_expressions_are_rejected(template, match, canary):
     fails(text, match)
 
 
-def test_towering_power_is_fast():
-    start = time.perf_counter()
+def test_towering_power_is_refused_without_evaluating_it():
+    """Each is refused by its magnitude, not computed (computing 9**9**9**9 would not end);
+    how long the checks take is timed in benchmarks/parser_limits.py, not asserted here."""
     fails("9**9**9**9", r"9 \*\* 3.8742e\+08 overflows a 64-bit float")
     fails("pow(9, pow(9, pow(9, 9)))", r"9 \*\* 3.8742e\+08 overflows a 64-bit float")
     fails("sqrt(2)^(64*64*64*64*64)", r"1.41421 \*\* 1.07374e\+09 overflows a 64-bit")
@@ -411,7 +411,6 @@ def test_towering_power_is_fast():
         expr = parse(text)
         assert all(abs(r.p) < 2**64 and r.q < 2**64 for r in expr.atoms(sympy.Rational))
         str(expr)  # printable: no integer beyond Python's 4300-digit str limit
-    assert time.perf_counter() - start < 5.0
 
 
 def test_deep_nesting_is_an_error_not_a_crash():
@@ -424,11 +423,12 @@ def test_deep_nesting_is_an_error_not_a_crash():
     fails("sin(" * 1500 + "x" + ")" * 1500, "syntax error .*too many nested parentheses")
 
 
-def test_huge_input_is_rejected_quickly():
-    start = time.perf_counter()
-    fails("x + " * 25_000 + "x", "expression longer than 10000 characters")
-    fails("'" + "a" * 100_000 + "'", "expression longer than 10000 characters")
-    assert time.perf_counter() - start < 1.0
+def test_huge_input_is_rejected_before_parsing():
+    """Refused by its length before Python's parser sees it (timed in
+    benchmarks/parser_limits.py)."""
+    with mock.patch("ast.parse", side_effect=AssertionError("parsed")):
+        fails("x + " * 25_000 + "x", "expression longer than 10000 characters")
+        fails("'" + "a" * 100_000 + "'", "expression longer than 10000 characters")
 
 
 def test_messages_shorten_long_expressions():
