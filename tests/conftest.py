@@ -1,9 +1,13 @@
-"""Fixtures shared by the simulation tests: the backend matrix and JAX's 64-bit mode."""
+"""Fixtures shared by the simulation tests: the backend matrix and JAX's 64-bit mode; the
+``NEURALMASS_REQUIRE`` plugin (tests/requirements.py) that makes a CI run fail, not skip, when
+something it requires is missing."""
 
 from __future__ import annotations
 
 import pytest
 from helpers import available_backends
+
+pytest_plugins = ["requirements"]
 
 BACKENDS = available_backends()
 

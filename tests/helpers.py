@@ -189,21 +189,31 @@ def stable_history(model: str, n_rows: int, n_regions: int,
 # --------------------------------------------------------------------------- backends
 
 
+def backend_import_error(name: str) -> str | None:
+    """Why ``neuralmass.backends.<name>`` cannot run here (it does not exist, its import raises
+    ImportError, e.g. for a missing numba, or it has no ``run``), or None when it can."""
+    module_name = f"neuralmass.backends.{name}"
+    try:
+        if importlib.util.find_spec(module_name) is None:
+            return f"{module_name} does not exist"
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        return f"importing {module_name} failed: {error!r}"
+    if not callable(getattr(module, "run", None)):
+        return f"{module_name} exposes no run()"
+    return None
+
+
 def _backend_runs(name: str) -> bool:
     """True when ``neuralmass.backends.<name>`` exists, imports and exposes ``run``."""
-    module_name = f"neuralmass.backends.{name}"
-    if importlib.util.find_spec(module_name) is None:
-        return False
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:  # a missing optional dependency (numba itself)
-        return False
-    return callable(getattr(module, "run", None))
+    return backend_import_error(name) is None
 
 
 def available_backends() -> list[str]:
     """Backends the tests run on here: ``"jax"`` always, ``"numba"`` once its package
-    exposes ``run``; never ``"cuda"`` (no GPU on CI; its kernels have their own tests)."""
+    exposes ``run``; never ``"cuda"`` (no GPU on CI; its kernels have their own tests).
+    A strict run (``NEURALMASS_REQUIRE``, tests/requirements.py) fails instead of leaving out a
+    required backend."""
     backends = ["jax"]
     if _backend_runs("numba"):
         backends.append("numba")

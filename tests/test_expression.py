@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from unittest import mock
 
 import pytest
@@ -397,8 +396,9 @@ def test_hostile_expressions_are_rejected(template, match, canary):
     fails(text, match)
 
 
-def test_towering_power_is_fast():
-    start = time.perf_counter()
+def test_towering_power_is_refused_without_evaluating_it():
+    """Each is refused by its magnitude, not computed (computing 9**9**9**9 would not end);
+    how long the checks take is timed in benchmarks/parser_limits.py, not asserted here."""
     fails("9**9**9**9", r"9 \*\* 3.8742e\+08 overflows a 64-bit float")
     fails("pow(9, pow(9, pow(9, 9)))", r"9 \*\* 3.8742e\+08 overflows a 64-bit float")
     fails("sqrt(2)^(64*64*64*64*64)", r"1.41421 \*\* 1.07374e\+09 overflows a 64-bit")
@@ -413,7 +413,6 @@ def test_towering_power_is_fast():
         str(expr)  # printable: no integer beyond Python's 4300-digit str limit
     # The numbers of a product are folded in float64, as a backend would: 64**2000 overflows.
     fails("x" + "*64" * 2000, r"1.12356e\+307 \* 64 overflows a 64-bit float")
-    assert time.perf_counter() - start < 5.0
 
 
 def test_deep_nesting_is_an_error_not_a_crash():
@@ -426,11 +425,12 @@ def test_deep_nesting_is_an_error_not_a_crash():
     fails("sin(" * 1500 + "x" + ")" * 1500, "syntax error .*too many nested parentheses")
 
 
-def test_huge_input_is_rejected_quickly():
-    start = time.perf_counter()
-    fails("x + " * 25_000 + "x", "expression longer than 10000 characters")
-    fails("'" + "a" * 100_000 + "'", "expression longer than 10000 characters")
-    assert time.perf_counter() - start < 1.0
+def test_huge_input_is_rejected_before_parsing():
+    """Refused by its length before Python's parser sees it (timed in
+    benchmarks/parser_limits.py)."""
+    with mock.patch("ast.parse", side_effect=AssertionError("parsed")):
+        fails("x + " * 25_000 + "x", "expression longer than 10000 characters")
+        fails("'" + "a" * 100_000 + "'", "expression longer than 10000 characters")
 
 
 def test_messages_shorten_long_expressions():

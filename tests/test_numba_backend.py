@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -233,45 +233,44 @@ def test_generated_source_and_coupling_channels():
 
 
 CACHE_SCRIPT = textwrap.dedent("""
-    import json, sys, time
+    import json
     import numpy as np
     import neuralmass as nm
-    started = time.perf_counter()
     res = nm.simulate("kuramoto", nm.Connectivity.default(),
                       {"global_coupling": np.linspace(0, 1, 4)}, backend="numba",
                       n_steps=200, dt=0.1, seed=1)
-    print(json.dumps({"seconds": time.perf_counter() - started,
-                      "checksum": float(np.abs(res.data).sum())}))
+    print(json.dumps({"checksum": float(np.abs(res.data).sum())}))
 """)
 
 
 def test_second_process_loads_the_compiled_code_from_disk(tmp_path):
-    environment = dict(os.environ, NEURALMASS_CACHE_DIR=str(tmp_path))
+    """The first start compiles and saves machine code, the second only loads it (Numba's own
+    cache log, NUMBA_DEBUG_CACHE, says which; how long each takes is in benchmarks/sweep.py)."""
+    environment = dict(os.environ, NEURALMASS_CACHE_DIR=str(tmp_path), NUMBA_DEBUG_CACHE="1")
 
     def start():
         out = subprocess.run([sys.executable, "-c", CACHE_SCRIPT], env=environment,
                              capture_output=True, text=True, check=True, timeout=300)
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout
 
-    first, second = start(), start()
+    (first, first_log), (second, second_log) = start(), start()
     assert list((tmp_path / "numba").glob("*.py"))
     assert list((tmp_path / "numba" / "__pycache__").glob("*.nbi"))
     assert second["checksum"] == first["checksum"]
-    # the first start compiles (seconds), the second loads machine code
-    assert second["seconds"] < first["seconds"]
-    assert second["seconds"] < 2.0
+    assert "[cache] data saved" in first_log
+    assert "[cache] data loaded" in second_log and "[cache] data saved" not in second_log
 
 
 def test_memory_check_refuses_before_allocating():
     plan = make_plan(nm.load_model("montbrio"), CONNECTIVITY,
                      {"global_coupling": np.linspace(0, 1, 10_000)}, n_steps=100_000,
                      monitors="raw")
-    started = time.perf_counter()
-    with pytest.raises(ParameterError, match=r"this run needs ~\S+ GiB \(outputs \S+ GiB: "
-                       r"100000 samples × 4 variables × 76 regions × 10000 sets × 8 bytes.*"
-                       r"only \S+ GiB are available; use monitors='temporal_average"):
+    # refused before compiling (and so before allocating, which comes after)
+    with mock.patch.object(_run, "compile_kernels", side_effect=AssertionError("compiled")), \
+            pytest.raises(ParameterError, match=r"this run needs ~\S+ GiB \(outputs \S+ GiB: "
+                          r"100000 samples × 4 variables × 76 regions × 10000 sets × 8 bytes.*"
+                          r"only \S+ GiB are available; use monitors='temporal_average"):
         numba_backend.run(plan)
-    assert time.perf_counter() - started < 5  # refused before compiling or allocating
 
 
 def test_memory_estimate_message_and_fit():

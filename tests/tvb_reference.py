@@ -1,10 +1,10 @@
 """Run tvb-library itself, as the reference that neuralmass's conformance tests compare against.
 
 Independent of neuralmass: this only builds and runs a stock ``tvb.simulator.Simulator``
-(see ``/work/shared/tvb-conventions.md``), with one documented change: the history buffer and the
-coupling are computed in float64 instead of tvb-library's float32 (patched for the duration of
-the call and restored afterwards). tvb-library is imported lazily, so importing this module
-works without it.
+(see ``/work/shared/tvb-conventions.md``), with one documented change unless asked for stock
+behaviour: the history buffer and the coupling are computed in float64 instead of
+tvb-library's float32 (patched for the duration of the call and restored afterwards).
+tvb-library is imported lazily, so importing this module works without it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ _MODELS = {
     "rwongwang": ("ReducedWongWangExcInh", "Linear"),
     "generic2d": ("Generic2dOscillator", "Linear"),
 }
-_INTEGRATORS = {"heun": "HeunDeterministic", "euler": "EulerDeterministic"}
+_INTEGRATORS = {"heun": "HeunDeterministic", "euler": "EulerDeterministic",
+                "rk4": "RungeKutta4thOrderDeterministic"}
+_MONITORS = {"raw": "Raw", "subsample": "SubSample", "temporal_average": "TemporalAverage"}
 
 
 @contextlib.contextmanager
@@ -78,14 +80,21 @@ def _quiet_tvb_logging() -> None:
 
 
 def run_tvb(model: str, weights, tract_lengths, *, speed: float, dt: float, n_steps: int,
-            integrator: str, initial_history, params: dict[str, float]
+            integrator: str, initial_history, params: dict[str, float],
+            monitor: str = "raw", period: float | None = None, stock_float32: bool = False
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Run tvb-library and return (time (n_steps,), data (n_steps, n_state, N)) of the raw
-    monitor with ALL state variables, in the model's state-variable order.
+    """Run tvb-library and return (time (T,), data (T, n_state, N)) of one monitor with ALL
+    state variables, in the model's state-variable order.
 
     ``initial_history`` (H, n_state, N): row H-1 is t = 0, H = tvb_horizon(...). ``params``:
     TVB parameter names plus ``global_coupling`` (the coupling's ``a``; Linear's ``b`` stays 0).
-    Time is relative to the start: ``dt * (1 .. n_steps)``. Coupling runs in float64.
+    ``integrator``: ``"heun"``, ``"euler"`` or ``"rk4"``. ``monitor``: ``"raw"`` (T = n_steps,
+    every step), or ``"subsample"`` / ``"temporal_average"`` with ``period`` ms (a multiple m of
+    dt; T = n_steps // m samples). Time is relative to the start: ``dt * (1 .. n_steps)`` for
+    Raw. TVB's clock starts at (H-1) dt and its monitors sample when the global step is a
+    multiple of m, so ``m`` must divide H-1 for the windows to start at t = 0 (checked).
+    ``stock_float32``: keep tvb-library's float32 history and coupling sum (its stock
+    behaviour); by default they are patched to float64.
     """
     from tvb.datatypes.connectivity import Connectivity
     from tvb.simulator import coupling, integrators, models, monitors, simulator
@@ -102,6 +111,10 @@ def run_tvb(model: str, weights, tract_lengths, *, speed: float, dt: float, n_st
     if hist.shape != (n_hist, n_state, n_node):
         raise ValueError(f"initial_history has shape {hist.shape}, "
                          f"tvb needs exactly {(n_hist, n_state, n_node)}")
+    every = 1 if monitor == "raw" else int(round(period / dt))
+    if monitor != "raw" and (abs(every * dt - period) > 1e-9 * period or (n_hist - 1) % every):
+        raise ValueError(f"period={period!r} ms must be m dt with m dividing H-1 = {n_hist - 1} "
+                         f"(dt={dt}) so that TVB's windows start at t = 0")
 
     params = dict(params)
     cfun = getattr(coupling, coupling_name)(a=np.array([float(params.pop("global_coupling"))]))
@@ -115,22 +128,29 @@ def run_tvb(model: str, weights, tract_lengths, *, speed: float, dt: float, n_st
     conn = Connectivity(weights=weights, tract_lengths=tract_lengths,
                         region_labels=np.array([f"r{i}" for i in range(n_node)]),
                         centres=np.zeros((n_node, 3)), speed=np.array([float(speed)]))
+    tvb_monitor = getattr(monitors, _MONITORS[monitor])(
+        **({} if monitor == "raw" else {"period": float(period)}))
     sim = simulator.Simulator(
         model=tvb_model, connectivity=conn, coupling=cfun,
         integrator=getattr(integrators, _INTEGRATORS[integrator])(dt=dt),
-        monitors=[monitors.Raw()], initial_conditions=hist[..., np.newaxis],
+        monitors=[tvb_monitor], initial_conditions=hist[..., np.newaxis],
         simulation_length=n_steps * dt)
-    with _float64_history():
+    history_dtype = contextlib.nullcontext() if stock_float32 else _float64_history()
+    with history_dtype:
         sim.configure()
         assert sim.connectivity.horizon == n_hist
-        assert sim.history.buffer.dtype == np.float64
-        assert sim.history.nnz_weights.dtype == np.float64
+        assert sim.history.buffer.dtype == (np.float32 if stock_float32 else np.float64)
+        assert sim.history.nnz_weights.dtype == sim.history.buffer.dtype
         # ceil((n*dt)/dt) is n or, by rounding, n + 1 steps: keep the first n
         (time, data), = sim.run(simulation_length=n_steps * dt)
-    if len(time) < n_steps:
-        raise RuntimeError(f"tvb returned {len(time)} samples, expected {n_steps}")
-    time = time[:n_steps] - (n_hist - 1) * dt
-    data = data[:n_steps, :, :, 0]
-    assert data.shape == (n_steps, n_state, n_node)
-    np.testing.assert_allclose(time, dt * np.arange(1, n_steps + 1), rtol=1e-12, atol=1e-12 * dt)
+    n_samples = n_steps // every
+    if len(time) < n_samples:
+        raise RuntimeError(f"tvb returned {len(time)} samples, expected {n_samples}")
+    time = time[:n_samples] - (n_hist - 1) * dt
+    data = data[:n_samples, :, :, 0]
+    assert data.shape == (n_samples, n_state, n_node)
+    steps = every * np.arange(1, n_samples + 1)
+    if monitor == "temporal_average":
+        steps = steps - every / 2
+    np.testing.assert_allclose(time, dt * steps, rtol=1e-12, atol=1e-12 * dt)
     return time, data
