@@ -127,6 +127,13 @@ class CouplingTerm:
         """The ``c_pop<k>`` symbol used by the derivatives."""
         return symbol(f"c_pop{self.index}")
 
+    def node_input(self, total: sympy.Expr) -> sympy.Expr:
+        """``scale * post(total)``: the value of ``c_pop<k>`` when ``Σ_j w[i, j] * pre`` is
+        ``total`` (a ``post`` without ``summed`` multiplies the sum)."""
+        post = self.post.xreplace({self.summed: total}) if self.summed in self.post.free_symbols \
+            else self.post * total
+        return self.scale * post
+
 
 @dataclasses.dataclass(frozen=True)
 class Exposure:

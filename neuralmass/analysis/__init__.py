@@ -13,3 +13,5 @@ from ._continuation import continuation as continuation
 from ._fixed_points import FixedPoint as FixedPoint
 from ._fixed_points import classify as classify
 from ._fixed_points import fixed_points as fixed_points
+from ._network import NetworkStability as NetworkStability
+from ._network import network_stability as network_stability
