@@ -15,3 +15,4 @@ from ._fixed_points import classify as classify
 from ._fixed_points import fixed_points as fixed_points
 from ._network import NetworkStability as NetworkStability
 from ._network import network_stability as network_stability
+from ._plot import plot_bifurcation as plot_bifurcation

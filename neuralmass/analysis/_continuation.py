@@ -257,7 +257,8 @@ def continuation(
             curves.append(np.array(backward[:-1] + tracer.trace(start, 1.0)))
 
     branches, points = [], []
-    curves = [c for c in curves if len(c) > 1]
+    # a continuum of equilibria at one parameter value (Kuramoto with ω = 0) is no branch
+    curves = [c for c in curves if len(c) > 1 and np.ptp(c[:, -1]) > 1e-9]
     for k, curve in enumerate(curves):
         chords = np.diff(curve, axis=0)
         tangents = [tracer.tangent(u, chord) for u, chord in
