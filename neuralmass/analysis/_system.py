@@ -184,11 +184,15 @@ class _Timeout(Exception):
 
 def exact_equilibria(drift: Sequence[sympy.Expr], states: Sequence[sympy.Symbol],
                      timeout: float) -> list[np.ndarray]:
-    """Real isolated roots of a polynomial drift by ``sympy.solve``, within ``timeout`` s.
+    """Real isolated roots of a polynomial drift by elimination, within ``timeout`` seconds.
 
-    Non-polynomial right-hand sides, positive-dimensional solution sets, and runs that exceed
-    the time bound give ``[]``. The bound is a ``SIGALRM`` timer, so exact solving happens in
-    the main thread only (SymPy cannot be interrupted otherwise)."""
+    The drift (parameters already numbers, turned into rationals) is put in a lexicographic
+    Gröbner basis (``sympy.groebner``), which is triangular for isolated roots; the last
+    variable's univariate polynomial is rooted to 30 digits (``Poly.nroots``), substituted
+    back, and so on. (``sympy.solve`` works too but takes seconds even for MPR's quartic.)
+    Non-polynomial right-hand sides, curves of equilibria and runs past the time bound give
+    ``[]``. The bound is a ``SIGALRM`` timer, so this happens in the main thread only (SymPy
+    cannot be interrupted otherwise)."""
     exprs = [sympy.nsimplify(e, rational=True) for e in drift]
     if timeout <= 0 or not all(e.is_polynomial(*states) for e in exprs):
         return []
@@ -201,17 +205,42 @@ def exact_equilibria(drift: Sequence[sympy.Expr], states: Sequence[sympy.Symbol]
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        solutions = sympy.solve(exprs, list(states), dict=True)
-    except (_Timeout, NotImplementedError):
+        basis = sympy.groebner(exprs, *states, order="lex")
+        solutions = _back_substitute(list(basis.exprs), list(states)) \
+            if basis.is_zero_dimensional else []
+    except (_Timeout, sympy.PolynomialError, NotImplementedError):
         solutions = []
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     roots = []
     for solution in solutions:
-        if set(solution) != set(states):
-            continue  # a curve of equilibria, not a point
-        value = np.array([complex(sympy.N(solution[s], 30)) for s in states])
+        value = np.array([complex(solution[s]) for s in states])
         if np.all(np.abs(value.imag) <= 1e-9 * np.maximum(1.0, np.abs(value.real))):
             roots.append(value.real)
     return roots
+
+
+def _back_substitute(basis: list[sympy.Expr], states: list[sympy.Symbol]) -> list[dict]:
+    """Every root of a triangular (lex Gröbner) basis, last variable first."""
+    solutions: list[dict] = [{}]
+    for k in reversed(range(len(states))):
+        x, later = states[k], set(states[k:])
+        level = [g for g in basis if x in g.free_symbols and g.free_symbols <= later]
+        extended = []
+        for known in solutions:
+            polys = [sympy.Poly(g.xreplace(known), x) for g in level]
+            polys = [p for p in polys if p.degree() > 0]
+            if not polys:
+                return []  # x is not determined: not an isolated root
+            for root in min(polys, key=lambda p: p.degree()).nroots(n=30):
+                if all(_vanishes(p, root) for p in polys):
+                    extended.append({**known, x: root})
+        solutions = extended
+    return solutions
+
+
+def _vanishes(poly: sympy.Poly, root) -> bool:
+    """|poly(root)| ≤ 1e-12 · (1 + Σ|coefficients|)."""
+    size = 1 + sum(abs(complex(c)) for c in poly.all_coeffs())
+    return abs(complex(poly.eval(root))) <= 1e-12 * size
