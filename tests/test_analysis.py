@@ -64,8 +64,8 @@ def test_hopf_normal_form_continuation_finds_the_hopf_point_at_a_0_with_frequenc
     np.testing.assert_array_equal(branch.stable, branch.parameter < 0)
     (hopf,) = result.points
     assert hopf.kind == "hopf"
-    # bisection to 1e-14 of the scaled arclength: the crossing is linear in a
-    assert abs(hopf.parameter) < 1e-10
+    # bisection to 1e-14 of the scaled arclength: the crossing is linear in a (measured 2e-14)
+    assert abs(hopf.parameter) < 1e-12
     np.testing.assert_allclose(hopf.omega, 2.0, rtol=1e-10)
     np.testing.assert_allclose(hopf.frequency_hz, 2.0 / (2 * np.pi) * 1e3, rtol=1e-10)
 
@@ -105,7 +105,8 @@ def test_montbrio_equilibria_match_the_closed_form():
     expected = mpr_equilibria_closed_form(-5.0)
     assert len(expected) == 3  # the bistable range: low state, saddle, high state
     # Newton-polished roots against np.roots of the quartic: both at rounding level
-    np.testing.assert_allclose([p.state for p in points], expected, rtol=1e-9)
+    # (measured 2e-16)
+    np.testing.assert_allclose([p.state for p in points], expected, rtol=1e-12)
     assert [p.stability for p in points] == ["stable node", "saddle", "stable focus"]
 
 
@@ -123,9 +124,9 @@ def test_montbrio_continuation_finds_the_saddle_node_pair_of_the_closed_form():
     assert [p.kind for p in result.points] == ["saddle-node", "saddle-node"]
     eta, r = mpr_saddle_nodes_closed_form()
     # the fold's parameter is quadratic in the arclength error (bisection to 1e-14), its
-    # state linear: measured 1e-12 and 1e-8
-    np.testing.assert_allclose([p.parameter for p in folds], eta, rtol=1e-9)
-    np.testing.assert_allclose([p.state[0] for p in folds], r, rtol=1e-6)
+    # state linear: measured 2e-16 and 2e-14
+    np.testing.assert_allclose([p.parameter for p in folds], eta, rtol=1e-12)
+    np.testing.assert_allclose([p.state[0] for p in folds], r, rtol=1e-10)
     # between the folds three equilibria, one of them unstable; outside them one, stable
     for branch in result.branches:
         inside = (branch.parameter > eta[0] + 0.01) & (branch.parameter < eta[1] - 0.01)
@@ -155,9 +156,9 @@ def test_generic2d_default_equilibrium_and_hopf_points_match_the_analytic_ones()
     hopf = [p for p in result.points if p.kind == "hopf"]
     v_h = 1 + np.array([-1.0, 1.0]) * np.sqrt(6) / 3
     np.testing.assert_allclose([p.parameter for p in hopf], v_h**3 - 3 * v_h**2 + 10 * v_h + 2,
-                               rtol=1e-9)
-    np.testing.assert_allclose([p.state[0] for p in hopf], v_h, rtol=1e-6)
-    np.testing.assert_allclose([p.omega for p in hopf], 0.06, rtol=1e-8)
+                               rtol=1e-12)  # bisection on a linear crossing: measured 4e-15
+    np.testing.assert_allclose([p.state[0] for p in hopf], v_h, rtol=1e-10)
+    np.testing.assert_allclose([p.omega for p in hopf], 0.06, rtol=1e-12)
     assert len(result.points) == 2
 
 
@@ -242,8 +243,33 @@ def test_network_spectrum_matches_a_finite_difference_jacobian_of_the_whole_netw
     jacobian, residual = network_jacobian(model, weights, params, result.state)
     # x* is an equilibrium of the whole network (Newton-converged: rounding level)
     assert np.abs(residual).max() < 1e-9
-    # central differences with h = 1e-6 are good to ~1e-8 here
-    assert_same_spectrum(result.eigenvalues, np.linalg.eigvals(jacobian), atol=1e-6)
+    # central differences with h = 1e-6: O(h²) truncation plus O(eps/h) rounding; measured
+    # 2e-10 for both models
+    assert_same_spectrum(result.eigenvalues, np.linalg.eigvals(jacobian), atol=1e-7)
+
+
+def test_montbrio_network_critical_coupling_where_the_low_state_folds_away():
+    """With equal row sums ρ, linear coupling of r adds G ρ r* to dV/dt: the homogeneous
+    equilibria are those of one node with J' = J + G ρ, so they move with G. The low state
+    at η = -5 disappears when the upper fold of the closed form, η_SN(J'), reaches -5."""
+    def upper_fold_eta(j):
+        return mpr_saddle_nodes_closed_form(J=j)[0][-1]
+
+    lo, hi = 15.0, 40.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if upper_fold_eta(mid) > -5.0 else (lo, mid)
+    rho = 2.0
+    weights = np.ones((3, 3)) - np.eye(3)  # row sums 2, modes 2, -1, -1
+    result = nm.analysis.network_stability(
+        nm.load_model("montbrio"), nm.Connectivity(weights, np.zeros((3, 3))),
+        {"global_coupling": 0.0}, coupling_range=(0.0, 10.0))
+    np.testing.assert_allclose(result.state, mpr_equilibria_closed_form(-5.0)[0], rtol=1e-9)
+    assert result.stable
+    # bisection (60 halvings of a 0.05 step) on the existence of the followed equilibrium:
+    # measured 1e-15 relative
+    np.testing.assert_allclose(result.critical_coupling, (lo - 15.0) / rho, rtol=1e-9)
+    assert result.critical_kind in ("equilibrium lost", "eigenvalue crossing")
 
 
 def test_network_stability_refuses_an_inexact_case_with_an_explanation():

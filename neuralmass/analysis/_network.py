@@ -272,24 +272,29 @@ def network_stability(
 
 
 def _critical_coupling(system, spectrum, x0, g0, lo, hi, n):
-    """Follow x* from g0 towards lo and towards hi; the nearest change of stability or loss
-    of the equilibrium, refined by bisection (60 halvings)."""
+    """Follow x* from g0 towards lo and towards hi (Newton from the previous point, steps
+    that move it by more than 0.1 of a state's range count as losing it); the nearest change
+    of stability or loss of the equilibrium, refined by bisection (60 halvings)."""
 
     def unstable(x, g):
         return bool(spectrum(x, g).real.max() >= 0)
+
+    def follow(x, g):  # Newton from the previous point; a jump to another branch is a loss
+        x_new = system.newton(x, g)
+        return x_new if x_new is not None and system.same(x_new, x, tol=0.1) else None
 
     found = []
     for end in (lo, hi):
         grid = np.linspace(g0, end, max(2, int(n * abs(end - g0) / max(hi - lo, 1e-300))))
         x, state0 = x0, unstable(x0, g0)
         for g_prev, g in zip(grid[:-1], grid[1:], strict=True):
-            x_new = system.newton(x, g)
+            x_new = follow(x, g)
             if x_new is None or unstable(x_new, g) != state0:
                 kind = "equilibrium lost" if x_new is None else "eigenvalue crossing"
                 a, b, xa = g_prev, g, x
                 for _ in range(60):
                     mid = 0.5 * (a + b)
-                    x_mid = system.newton(xa, mid)
+                    x_mid = follow(xa, mid)
                     if x_mid is not None and (kind == "equilibrium lost" or
                                               unstable(x_mid, mid) == state0):
                         a, xa = mid, x_mid
