@@ -6,6 +6,7 @@
     res = nm.simulate(model, conn, {"global_coupling": np.linspace(0, 1, 1024)})
 """
 
+from . import analysis as analysis
 from . import errors as errors
 from . import hemodynamics as hemodynamics
 from . import lems as lems

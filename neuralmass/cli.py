@@ -262,5 +262,59 @@ def codegen(
     sys.stdout.write(source)
 
 
+# --------------------------------------------------------------------- analyze (issue 12)
+@app.command()
+def analyze(
+    model: Annotated[str, typer.Argument(help="bundled model name or XML path")],
+    param: Annotated[str | None, typer.Option(
+        "--param", help="NAME=LO:HI:N: follow the equilibria as NAME goes from LO to HI "
+        "(steps of at most (HI-LO)/N)")] = None,
+    plot: Annotated[str | None, typer.Option(
+        help="with --param: write the bifurcation diagram to this image file")] = None,
+    variable: Annotated[str | None, typer.Option(
+        help="state variable on the diagram's vertical axis (default: the first)")] = None,
+    coupling: Annotated[float, typer.Option(
+        help="constant coupling input c_pop<k> the node receives")] = 0.0,
+) -> None:
+    """Equilibria of one node of MODEL and their stability; with --param, their branches,
+    saddle-node and Hopf points (and with --plot, the bifurcation diagram)."""
+    from . import analysis
+
+    the_model = _load(model)
+    if plot and not param:
+        raise _fail("--plot draws a continuation: give --param NAME=LO:HI:N too")
+    try:
+        points = analysis.fixed_points(the_model, coupling=coupling)
+    except NeuralmassError as err:
+        raise _fail(str(err)) from None
+    table = Table(*the_model.state_names, "eigenvalues", "stability",
+                  title=f"equilibria of one {the_model.name} node (coupling input {coupling:g})")
+    for point in points:
+        eigenvalues = ", ".join(f"{lam.real:.4g}{lam.imag:+.4g}j" if lam.imag else
+                                f"{lam.real:.4g}" for lam in point.eigenvalues)
+        table.add_row(*(f"{v:.6g}" for v in point.state), eigenvalues, point.stability)
+    console.print(table)
+    if not points:
+        console.print("no equilibrium found", highlight=False)
+    if not param:
+        return
+    name, _, value = param.partition("=")
+    try:
+        lo, hi, n = value.split(":")
+        bounds, steps = (float(lo), float(hi)), int(n)
+    except ValueError:
+        raise _fail(f"--param {param!r}: expected NAME=LO:HI:N") from None
+    try:
+        result = analysis.continuation(the_model, name.strip(), bounds, steps,
+                                       coupling=coupling)
+        if plot:
+            analysis.plot_bifurcation(result, plot, variable)
+    except NeuralmassError as err:
+        raise _fail(str(err)) from None
+    console.print(result.summary(), highlight=False)
+    if plot:
+        console.print(f"wrote {plot}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

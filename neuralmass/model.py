@@ -133,6 +133,11 @@ class CouplingTerm:
         multiplies it (RateML's per-afferent form is then the same)."""
         return self.post if self.summed in self.post.free_symbols else self.post * self.summed
 
+    def node_input(self, total: sympy.Expr) -> sympy.Expr:
+        """``scale * post(total)``: the value of ``c_pop<k>`` when ``Σ_j w[i, j] * pre`` is
+        ``total`` (:attr:`post_of_sum` with the sum replaced)."""
+        return self.scale * self.post_of_sum.xreplace({self.summed: total})
+
 
 @dataclasses.dataclass(frozen=True)
 class Exposure:
