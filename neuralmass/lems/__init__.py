@@ -2,5 +2,6 @@
 
 from ._expression import FUNCTIONS as FUNCTIONS
 from ._expression import parse_expression as parse_expression
+from ._header import header as header
 from ._reader import load as load
 from ._reader import loads as loads
