@@ -2,10 +2,10 @@
 
 Independent of neuralmass's numerics (only the names of the TVB classes come from the model
 file's ``tvb_model`` / ``tvb_coupling`` attributes): this only builds and runs a stock
-``tvb.simulator.Simulator`` (see ``/work/shared/tvb-conventions.md``), with one documented change: the history buffer and the
-coupling are computed in float64 instead of tvb-library's float32 (patched for the duration of
-the call and restored afterwards). tvb-library is imported lazily, so importing this module
-works without it.
+``tvb.simulator.Simulator`` (see ``/work/shared/tvb-conventions.md``), with one documented
+change: the history buffer and the coupling are computed in float64 instead of tvb-library's
+float32 (patched for the duration of the call and restored afterwards). tvb-library is
+imported lazily, so importing this module works without it.
 """
 
 from __future__ import annotations
