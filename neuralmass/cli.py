@@ -116,10 +116,14 @@ def check_conflicts(model: Model, grid: list[str], grid_all: int | None, param: 
 @app.command("models")
 def list_models() -> None:
     """List the bundled models."""
-    table = Table("name", "state variables", "description")
+    table = Table()
+    for header in ("name", "TVB model", "state variables", "coupled variables", "coupling"):
+        table.add_column(header, no_wrap=header in ("name", "TVB model"))
     for name in bundled.available():
         model = bundled.load_model(name)
-        table.add_row(name, ", ".join(model.state_names), model.description)
+        tvb_model, tvb_coupling = bundled.tvb_names(name)
+        table.add_row(name, tvb_model or "", ", ".join(model.state_names),
+                      ", ".join(model.coupled_variables), tvb_coupling or "")
     console.print(table)
 
 

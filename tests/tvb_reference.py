@@ -1,10 +1,11 @@
 """Run tvb-library itself, as the reference that neuralmass's conformance tests compare against.
 
-Independent of neuralmass: this only builds and runs a stock ``tvb.simulator.Simulator``
-(see ``/work/shared/tvb-conventions.md``), with one documented change unless asked for stock
-behaviour: the history buffer and the coupling are computed in float64 instead of
-tvb-library's float32 (patched for the duration of the call and restored afterwards).
-tvb-library is imported lazily, so importing this module works without it.
+Independent of neuralmass's numerics (only the names of the TVB classes come from the model
+file's ``tvb_model`` / ``tvb_coupling`` attributes): this only builds and runs a stock
+``tvb.simulator.Simulator`` (see ``/work/shared/tvb-conventions.md``), with one documented
+change unless asked for stock behaviour: the history buffer and the coupling are computed in
+float64 instead of tvb-library's float32 (patched for the duration of the call and restored
+afterwards). tvb-library is imported lazily, so importing this module works without it.
 """
 
 from __future__ import annotations
@@ -16,14 +17,6 @@ import zipfile
 
 import numpy as np
 
-# neuralmass model name -> (tvb model class, tvb coupling class)
-_MODELS = {
-    "kuramoto": ("Kuramoto", "Kuramoto"),
-    "montbrio": ("MontbrioPazoRoxin", "Linear"),
-    "epileptor": ("Epileptor", "Difference"),
-    "rwongwang": ("ReducedWongWangExcInh", "Linear"),
-    "generic2d": ("Generic2dOscillator", "Linear"),
-}
 _INTEGRATORS = {"heun": "HeunDeterministic", "euler": "EulerDeterministic",
                 "rk4": "RungeKutta4thOrderDeterministic"}
 _MONITORS = {"raw": "Raw", "subsample": "SubSample", "temporal_average": "TemporalAverage"}
@@ -100,7 +93,9 @@ def run_tvb(model: str, weights, tract_lengths, *, speed: float, dt: float, n_st
     from tvb.simulator import coupling, integrators, models, monitors, simulator
 
     _quiet_tvb_logging()
-    model_name, coupling_name = _MODELS[model]
+    from neuralmass.models import tvb_names  # which classes: the XML's root attributes
+
+    model_name, coupling_name = tvb_names(model)
     weights = np.array(weights, dtype=float)
     tract_lengths = np.array(tract_lengths, dtype=float)
     n_node = weights.shape[0]

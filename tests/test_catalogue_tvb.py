@@ -1,0 +1,166 @@
+"""The catalogue of tvb-library models, each against tvb-library itself, and its names.
+
+As ``test_conformance_tvb.py``: tvb-data's 76-region connectome normalised by its maximum
+weight, delays at 3 mm/ms, Heun, 1,000 steps, one identical initial history of H = max delay + 1
+rows (each row drawn independently around a point of the model's phase space, so that the
+delayed values differ from the current ones), float64 coupling in tvb-library
+(``tvb_reference.run_tvb``). Tolerance: max relative error <= 1e-6 per state variable, the
+same as for the five original models and for the same reason (the two codes differ only by the
+order of floating-point operations; measured ~1e-15 to 1e-13). ``test_coupling_matters`` checks
+that the coupling changes each run by far more than that tolerance.
+
+Run with ``pytest -s tests/test_catalogue_tvb.py`` to print the measured table.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from helpers import max_relative_error_per_variable
+
+import neuralmass as nm
+from neuralmass.models import available, load_model, snake_case, tvb_names
+
+SPEED = 3.0  # mm/ms
+N_STEPS = 1000
+TOLERANCE = 1e-6  # see the module docstring
+
+# model -> (dt in ms, parameters (TVB names; global_coupling = the coupling's a),
+#           centre and half-width of the initial history per state variable)
+CASES = {
+    "linear": (0.1, dict(global_coupling=0.1), (0.0,), (1.0,)),
+    "hopfield": (0.1, dict(global_coupling=0.5), (0.5, 0.5), (0.5, 0.5)),
+    "sup_hopf": (0.1, dict(global_coupling=0.1), (0.0, 0.0), (1.0, 1.0)),
+    "coombes_byrne2d": (0.01, dict(global_coupling=0.1), (0.5, -0.5), (0.2, 0.3)),
+}
+
+MEASURED: dict[tuple[str, str], float] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def catalogue_table():
+    """Print the measured errors after the module (visible with ``-s``)."""
+    yield
+    if MEASURED:
+        lines = ["", f"catalogue vs tvb-library: max relative error ({N_STEPS} Heun steps, "
+                     f"float64, tolerance {TOLERANCE:g})",
+                 f"{'model':<18} {'backend':<8} max rel. error"]
+        lines += [f"{m:<18} {b:<8} {e:.2e}" for (m, b), e in sorted(MEASURED.items())]
+        print("\n".join(lines))
+
+
+@functools.cache
+def _setup(model: str):
+    from tvb_reference import connectivity_76, tvb_horizon
+
+    weights, lengths = connectivity_76()
+    dt, _, centre, spread = CASES[model]
+    rows = tvb_horizon(lengths, SPEED, dt)
+    rng = np.random.default_rng(1234)
+    centre = np.asarray(centre)[None, :, None]
+    spread = np.asarray(spread)[None, :, None]
+    history = centre + spread * rng.uniform(-1.0, 1.0, (rows, centre.shape[1], len(weights)))
+    return weights, lengths, history
+
+
+@functools.cache
+def _tvb(model: str) -> np.ndarray:
+    from tvb_reference import run_tvb
+
+    dt, params, _, _ = CASES[model]
+    weights, lengths, history = _setup(model)
+    _, data = run_tvb(model, weights, lengths, speed=SPEED, dt=dt, n_steps=N_STEPS,
+                      integrator="heun", initial_history=history, params=params)
+    assert np.isfinite(data).all()
+    return data
+
+
+def _neuralmass(model: str, backend: str, **overrides) -> nm.Result:
+    dt, params, _, _ = CASES[model]
+    weights, lengths, history = _setup(model)
+    return nm.simulate(model, nm.Connectivity(weights, lengths, speed=SPEED),
+                       {**params, **overrides}, backend=backend, dt=dt, n_steps=N_STEPS,
+                       integrator="heun", initial_history=history)
+
+
+@pytest.mark.tvb
+@pytest.mark.parametrize("model", CASES)
+def test_matches_tvb_library(model, backend):
+    pytest.importorskip("tvb.simulator", reason="tvb-library is not installed (the 'tvb' extra)")
+    pytest.importorskip("tvb_data", reason="tvb-data is not installed (the 'tvb' extra)")
+    reference = _tvb(model)
+    res = _neuralmass(model, backend)
+    error = max_relative_error_per_variable(res.data[..., 0], reference)
+    MEASURED[(model, backend)] = error
+    assert error <= TOLERANCE, f"{model}/{backend}: max relative error {error:.3e}"
+
+
+@pytest.mark.tvb
+@pytest.mark.parametrize("model", CASES)
+def test_coupling_matters(model):
+    """Without the coupling (global_coupling = 0) the run differs from TVB's coupled one by
+    more than 1,000 times the tolerance."""
+    pytest.importorskip("tvb.simulator", reason="tvb-library is not installed (the 'tvb' extra)")
+    pytest.importorskip("tvb_data", reason="tvb-data is not installed (the 'tvb' extra)")
+    uncoupled = _neuralmass(model, "jax", global_coupling=0.0)
+    error = max_relative_error_per_variable(uncoupled.data[..., 0], _tvb(model))
+    assert error > 1e3 * TOLERANCE
+
+
+@pytest.mark.tvb
+@pytest.mark.parametrize("model", available())
+def test_declares_tvb_state_variables_cvar_and_defaults(model):
+    """State variables in TVB's order, TVB's cvar as the coupled variables, TVB's parameter
+    defaults, ranges and boundaries."""
+    models = pytest.importorskip("tvb.simulator.models",
+                                 reason="tvb-library is not installed (the 'tvb' extra)")
+    tvb_model, tvb_coupling = tvb_names(model)
+    assert tvb_coupling is not None
+    reference = getattr(models, tvb_model)()
+    ours = load_model(model)
+    assert ours.state_names == tuple(reference.state_variables)
+    assert ours.coupled_variables == tuple(reference.state_variables[i] for i in reference.cvar)
+    for sv in ours.state_variables:
+        assert sv.initial_range == pytest.approx(tuple(reference.state_variable_range[sv.name]))
+    tvb_bounds = dict(getattr(reference, "state_variable_boundaries", None) or {})
+    for sv in ours.state_variables:
+        # TVB stores an open side as +-float max
+        lo, hi = (v if abs(v) < 1e300 else np.copysign(np.inf, v)
+                  for v in tvb_bounds.get(sv.name, (-np.inf, np.inf)))
+        ours_lo, ours_hi = sv.bounds or (None, None)
+        assert (-np.inf if ours_lo is None else ours_lo) == lo
+        assert (np.inf if ours_hi is None else ours_hi) == hi
+    for p in ours.parameters:
+        if p.kind != "implicit" and hasattr(reference, p.name) and p.name != "global_coupling":
+            assert p.default == pytest.approx(float(np.ravel(getattr(reference, p.name))[0]),
+                                              rel=1e-12), p.name
+
+
+def test_names_resolve_to_the_bundled_files():
+    """File names, TVB class names in any case and their snake_case all find the file."""
+    assert snake_case("ReducedWongWangExcInh") == "reduced_wong_wang_exc_inh"
+    assert snake_case("KIonEx") == "k_ion_ex"
+    assert snake_case("GastSchmidtKnosche_SD") == "gast_schmidt_knosche_sd"
+    assert snake_case("EpileptorCodim3SlowMod") == "epileptor_codim3_slow_mod"
+    for alias in ("rwongwang", "ReducedWongWangExcInh", "reducedwongwangexcinh",
+                  "reduced_wong_wang_exc_inh"):
+        assert load_model(alias).name == "rwongwang"
+    for alias in ("montbrio", "MontbrioPazoRoxin", "montbrio_pazo_roxin"):
+        assert load_model(alias).name == "montbrio"
+    assert load_model("SupHopf").name == load_model("sup_hopf").name == "sup_hopf"
+    for name in available():
+        tvb_model, _ = tvb_names(name)
+        assert load_model(tvb_model.upper()).name == name
+        assert nm.models.path(snake_case(tvb_model)) == nm.models.path(name)
+    with pytest.raises(nm.errors.ModelError, match="unknown model 'SupHopff'"):
+        load_model("SupHopff")
+
+
+def test_new_files_are_named_in_snake_case():
+    """Every file beyond the five original ones (kept as aliases) is its TVB class in
+    snake_case."""
+    originals = {"kuramoto", "montbrio", "epileptor", "rwongwang", "generic2d"}
+    for name in set(available()) - originals:
+        assert name == snake_case(tvb_names(name)[0])
