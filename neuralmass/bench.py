@@ -617,9 +617,11 @@ def _percent(fraction) -> str:
 def print_report(report: dict, console) -> None:
     """The rich tables (at least 170 columns wide, so that no figure is cut short on a
     narrow or captured console): results, peers, skipped backends and stopped scans."""
+    from rich.console import Console
     from rich.table import Table
 
-    width = max(console.width, 170)
+    if console.width < 170:
+        console = Console(width=170, file=console.file)
 
     info = report["machine"]
     gpu = info["gpu"]
@@ -646,7 +648,7 @@ def print_report(report: dict, console) -> None:
                       _g(r["set_steps_per_s"]), f"{r['effective_gb_s']:.3g} (C={r['channels']})",
                       f"{_g(r['copy_bandwidth_gb_s'])} ({_percent(r['fraction_of_copy'])})",
                       f"{r['peak_rss_gib']:.2f}", _g(r["device_memory_gib"]))
-    console.print(table, width=width)
+    console.print(table)
     if report["peers"]:
         peers = Table("peer", "model", "dtype", "sets", "steps", "set-steps/s", "measured",
                       "neuralmass ×", title="peers (a few sets timed, extrapolated linearly)")
@@ -661,7 +663,7 @@ def print_report(report: dict, console) -> None:
                           f"{p['steps']:,}", _g(p["set_steps_per_s"]),
                           f"{p['measured_sets']} sets" +
                           (" (extrapolated)" if p["extrapolated"] else ""), ratios)
-        console.print(peers, width=width)
+        console.print(peers)
     for s in report["skipped"]:
         console.print(f"skipped {s['backend']}: {s['reason']}", highlight=False)
     for s in report["stopped"]:
