@@ -665,10 +665,11 @@ def print_report(report: dict, console) -> None:
                           (" (extrapolated)" if p["extrapolated"] else ""), ratios)
         console.print(peers)
     for s in report["skipped"]:
-        console.print(f"skipped {s['backend']}: {s['reason']}", highlight=False)
+        console.print(f"skipped {s['backend']}: {s['reason']}", highlight=False, markup=False)
     for s in report["stopped"]:
         console.print(f"stopped {s['backend']} {s['model']} {s['dtype']} at {s['sets']:,} sets × "
-                      f"{s['steps']:,} steps (memory estimate): {s['reason']}", highlight=False)
+                      f"{s['steps']:,} steps (memory estimate): {s['reason']}", highlight=False,
+                      markup=False)
 
 
 def write_json(report: dict, path: str) -> None:

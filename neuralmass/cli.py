@@ -265,7 +265,8 @@ def bench(
         report = measuring.run_bench(backends, names, dtypes, runs, repeat=repeat, peers=peers,
                                      conn=connectivity, conn_name=conn,
                                      copy_bytes=copy_mib << 20,
-                                     log=lambda line: console.print(line, highlight=False))
+                                     log=lambda line: console.print(line, highlight=False,
+                                                                    markup=False))
     except NeuralmassError as err:
         raise _fail(str(err)) from None
     measuring.print_report(report, console)

@@ -57,7 +57,7 @@ def test_cli_prints_the_table_and_writes_consistent_json_and_a_png(tmp_path):
     assert row["finite"]
     if bench.unavailable("cuda"):
         assert [s["backend"] for s in report["skipped"]] == ["cuda"]
-        assert "skipped cuda" in result.output
+        assert f"skipped cuda: {report['skipped'][0]['reason']}" in result.output
     else:
         assert any(r["backend"] == "cuda" for r in report["results"])
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
