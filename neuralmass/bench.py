@@ -48,7 +48,7 @@ JSON schema (``--json``; version ``neuralmass.bench/1``)::
      "peers": [{"peer": str, "model": str, "sets": int, "steps": int,
                 "status": "ok" | "not installed" | "failed: ..." | "no set-up for this model",
                 "set_steps_per_s": float | null, "measured_sets": int | null,
-                "extrapolated": bool, "ratio": {backend: float}}],
+                "extrapolated": bool, "ratio": {"backend dtype": float}}],
      "skipped": [{"backend": str, "reason": str}],
      "stopped": [{"backend": str, "model": str, "dtype": str, "sets": int, "steps": int,
                   "reason": str}]}
@@ -474,16 +474,19 @@ def _installed(module: str) -> bool:
 
 
 def measure_peers(results: list[dict], conn: Connectivity) -> list[dict]:
-    """Each peer on each (model, sets, steps, dtype) of ``results``, with the ratios."""
+    """Each peer on each (model, sets, steps) of ``results``: tvb-library once, in float64
+    (all it computes in), vbjax in each dtype. ``ratio`` maps "backend dtype" to the
+    neuralmass rate over the peer's (tvb-library's against every dtype neuralmass ran)."""
     peers = []
-    cases = sorted({(r["model"], r["sets"], r["steps"], r["dtype"]) for r in results})
     for peer, (module, measure) in PEERS.items():
         if not _installed(module):
             peers.append({"peer": peer, "status": "not installed"})
             continue
-        for model, n_sets, n_steps, dtype in cases:
-            if peer == "tvb-library" and dtype != "float64":
-                continue  # tvb-library computes in float64 only
+        per_dtype = peer != "tvb-library"
+        cases = sorted({(r["model"], r["sets"], r["steps"], r["dtype"] if per_dtype else
+                         "float64") for r in results})
+        for case in cases:
+            model, n_sets, n_steps, dtype = case
             row = {"peer": peer, "model": model, "dtype": dtype, "sets": n_sets,
                    "steps": n_steps, "set_steps_per_s": None, "measured_sets": None,
                    "extrapolated": True, "ratio": {}}
@@ -493,14 +496,14 @@ def measure_peers(results: list[dict], conn: Connectivity) -> list[dict]:
             try:
                 row.update(measure(model, conn, n_sets, n_steps, dtype), status="ok")
             except Exception as error:  # a peer's failure is reported, not raised
-                row["status"] = f"failed: {type(error).__name__}: {error}"[:200]
-                peers.append(row)
+                peers.append(dict(row, status=f"failed: {type(error).__name__}: {error}"[:200]))
                 continue
             row["extrapolated"] = row["measured_sets"] < n_sets
             for r in results:
-                if (r["model"], r["sets"], r["steps"], r["dtype"]) == (model, n_sets, n_steps,
-                                                                       dtype):
-                    row["ratio"][r["backend"]] = r["set_steps_per_s"] / row["set_steps_per_s"]
+                if (r["model"], r["sets"], r["steps"]) == case[:3] and (
+                        not per_dtype or r["dtype"] == dtype):
+                    row["ratio"][f"{r['backend']} {r['dtype']}"] = \
+                        r["set_steps_per_s"] / row["set_steps_per_s"]
             peers.append(row)
     return peers
 

@@ -102,10 +102,14 @@ def test_a_peer_that_is_not_installed_is_reported_not_raised(monkeypatch):
 @pytest.mark.tvb
 def test_tvb_peer_rate_and_ratio():
     pytest.importorskip("tvb.simulator")
-    row = {"backend": "numba", "model": "kuramoto", "sets": 2, "steps": 20, "dtype": "float64",
+    row = {"backend": "numba", "model": "kuramoto", "sets": 2, "steps": 20, "dtype": "float32",
            "set_steps_per_s": 1e6}
-    peers = bench.measure_peers([row], nm.Connectivity.default())
+    peers = bench.measure_peers([row, dict(row, dtype="float64", set_steps_per_s=5e5)],
+                                nm.Connectivity.default())
     (tvb,) = [p for p in peers if p["peer"] == "tvb-library"]
     assert tvb["status"] == "ok" and tvb["measured_sets"] == 2 and not tvb["extrapolated"]
     # the ratio is the neuralmass rate over the peer's (exact arithmetic, float rounding)
-    assert tvb["ratio"]["numba"] == pytest.approx(1e6 / tvb["set_steps_per_s"], rel=1e-12)
+    # tvb-library runs once (float64) against both dtypes; ratio = neuralmass rate / peer's
+    assert tvb["dtype"] == "float64"
+    assert tvb["ratio"]["numba float32"] == pytest.approx(1e6 / tvb["set_steps_per_s"], rel=1e-12)
+    assert tvb["ratio"]["numba float64"] == pytest.approx(5e5 / tvb["set_steps_per_s"], rel=1e-12)
