@@ -1,4 +1,5 @@
-"""The ``neuralmass`` command line: list, show, run and print the generated code of models."""
+"""The ``neuralmass`` command line: list, show, run and print the generated code of models,
+and time the backends (``bench``)."""
 
 from __future__ import annotations
 
@@ -317,6 +318,65 @@ def analyze(
         raise _fail(str(err)) from None
     console.print(result.summary(), highlight=False)
     if plot:
+        console.print(f"wrote {plot}", highlight=False)
+
+
+@app.command()
+def bench(
+    backend: Annotated[str, typer.Option(help="comma-separated: numba, jax, cuda, or all")] =
+        "all",
+    model: Annotated[str, typer.Option(help="comma-separated bundled models")] =
+        "kuramoto,montbrio,epileptor",
+    sets: Annotated[int, typer.Option(help="parameter sets (fixed size and --scan steps)")] =
+        1024,
+    steps: Annotated[int, typer.Option(help="integration steps (fixed size and --scan sets)")]
+        = 4000,
+    scan: Annotated[str | None, typer.Option(
+        help="'sets' (2^6 … 2^15 sets, panel C) or 'steps' (4,000 … 100,000, panel D)")] = None,
+    dtype: Annotated[str, typer.Option(help="comma-separated: float32, float64")] = "float32",
+    repeat: Annotated[int, typer.Option(help="timed runs after the warm-up (median)")] = 3,
+    peers: Annotated[bool, typer.Option(help="also time tvb-library and vbjax")] = False,
+    conn: Annotated[str, typer.Option(
+        help="'default' (bundled synthetic 76 regions), 'tvb-data:76' or a TVB zip path")] =
+        "default",
+    copy_mib: Annotated[int, typer.Option(help="MiB copied to measure the copy bandwidth")] =
+        1024,
+    json_path: Annotated[str | None, typer.Option("--json", help="write every figure here")] =
+        None,
+    plot: Annotated[str | None, typer.Option(help="draw the four panels to this PNG")] = None,
+) -> None:
+    """Time the backends here: compile, set-steps/s, effective vs copy bandwidth, peers."""
+    from . import bench as measuring
+    from .backends import BACKENDS
+
+    backends = list(BACKENDS) if backend == "all" else [b.strip() for b in backend.split(",")]
+    names = [m.strip() for m in model.split(",")]
+    dtypes = [d.strip() for d in dtype.split(",")]
+    for value, valid, option in ((backends, BACKENDS, "--backend"),
+                                 (names, bundled.available(), "--model"),
+                                 (dtypes, ("float32", "float64"), "--dtype")):
+        wrong = [v for v in value if v not in valid]
+        if wrong:
+            raise _fail(f"{option}: unknown {', '.join(map(repr, wrong))}; expected a "
+                        f"comma-separated list of {', '.join(valid)}")
+    if repeat < 1:
+        raise _fail(f"--repeat must be >= 1, but got {repeat}")
+    connectivity = _connectivity(conn, None)
+    try:
+        runs = measuring.sizes(scan, sets, steps)
+        report = measuring.run_bench(backends, names, dtypes, runs, repeat=repeat, peers=peers,
+                                     conn=connectivity, conn_name=conn,
+                                     copy_bytes=copy_mib << 20,
+                                     log=lambda line: console.print(line, highlight=False,
+                                                                    markup=False))
+    except NeuralmassError as err:
+        raise _fail(str(err)) from None
+    measuring.print_report(report, console)
+    if json_path:
+        measuring.write_json(report, json_path)
+        console.print(f"wrote {json_path}", highlight=False)
+    if plot:
+        measuring.plot_report(report, plot)
         console.print(f"wrote {plot}", highlight=False)
 
 

@@ -1,0 +1,115 @@
+"""``neuralmass bench`` (issue #13) on tiny sizes: the table, the JSON schema, the PNG, the
+arithmetic between the figures, skipped backends, scans stopped by the memory estimate and
+peers. No timing is asserted (the machine is shared); only that the figures agree."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import neuralmass as nm
+from neuralmass import bench
+from neuralmass.cli import app
+from neuralmass.errors import ParameterError
+
+runner = CliRunner()
+
+RESULT_TYPES = {"backend": str, "model": str, "dtype": str, "sets": int, "steps": int,
+                "panel": str, "compile_s": dict, "run_s": dict, "repeat": int,
+                "set_steps_per_s": float, "channels": int, "nnz": int,
+                "effective_gb_s": float, "copy_bandwidth_gb_s": float,
+                "fraction_of_copy": float, "peak_rss_gib": float, "finite": bool}
+
+
+def test_cli_prints_the_table_and_writes_consistent_json_and_a_png(tmp_path):
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = runner.invoke(app, ["bench", "--backend", "numba,cuda", "--model", "kuramoto",
+                                 "--sets", "8", "--steps", "50", "--repeat", "2",
+                                 "--dtype", "float64", "--copy-mib", "8",
+                                 "--json", str(out_json), "--plot", str(out_png)])
+    assert result.exit_code == 0, result.output
+    for column in ("compile s", "set-steps/s", "effective", "copy GB/s", "peak RSS"):
+        assert column in result.output
+    report = json.loads(out_json.read_text())
+    assert report["schema"] == bench.SCHEMA
+    assert {"cpu", "cores", "gpu", "versions"} <= set(report["machine"])
+    assert isinstance(report["copy_bandwidth_gb_s"]["host"], float)
+    (row,) = [r for r in report["results"] if r["backend"] == "numba"]
+    for field, kind in RESULT_TYPES.items():
+        assert isinstance(row[field], kind), field
+    assert set(row["compile_s"]) == {"cold", "cached"}
+    assert set(row["run_s"]) == {"min", "median", "max"}
+    assert row["run_s"]["min"] <= row["run_s"]["median"] <= row["run_s"]["max"]
+    assert (row["sets"], row["steps"], row["repeat"], row["panel"]) == (8, 50, 2, "B")
+    # the figures are computed from one another: equal up to float rounding (1e-12)
+    seconds = row["run_s"]["median"]
+    assert row["set_steps_per_s"] * seconds == pytest.approx(8 * 50, rel=1e-12)
+    # Kuramoto reads sin θ and cos θ per edge (sin(θj − θi) expanded): C = 2, analytic
+    nnz = np.count_nonzero(nm.Connectivity.default().weights)
+    assert (row["channels"], row["nnz"]) == (2, nnz)
+    moved = 8 * 50 * nnz * 2 * 8
+    assert row["effective_gb_s"] == pytest.approx(moved / seconds / 1e9, rel=1e-12)
+    assert row["fraction_of_copy"] == pytest.approx(
+        row["effective_gb_s"] / report["copy_bandwidth_gb_s"]["host"], rel=1e-12)
+    assert row["finite"]
+    if bench.unavailable("cuda"):
+        assert [s["backend"] for s in report["skipped"]] == ["cuda"]
+        assert f"skipped cuda: {report['skipped'][0]['reason']}" in result.output
+    else:
+        assert any(r["backend"] == "cuda" for r in report["results"])
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scans_are_the_poster_panels():
+    assert bench.sizes("sets", 1024, 4000) == [("C", 2**k, 4000) for k in range(6, 16)]
+    steps = bench.sizes("steps", 1024, 4000)
+    assert steps[0] == ("D", 1024, 4000) and steps[-1] == ("D", 1024, 100_000)
+    assert bench.sizes(None, 16, 50) == [("B", 16, 50)]
+    with pytest.raises(ParameterError, match="scan must be 'sets' or 'steps'"):
+        bench.sizes("set", 16, 50)
+
+
+def test_sweep_params_are_sweep_py_grid_at_1024_sets():
+    params = bench.sweep_params("montbrio", 1024)
+    assert len(np.unique(params["global_speed"])) == 32
+    assert len(np.unique(params["global_coupling"])) == 32
+    np.testing.assert_allclose(np.unique(params["global_speed"]), np.linspace(1, 10, 32))
+    assert bench.sweep_params("epileptor", 100)["global_speed"].shape == (100,)
+
+
+def test_scan_stops_where_the_memory_estimate_says_no(monkeypatch):
+    import neuralmass.backends.numba._memory as memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1024)
+    lines = []
+    report = bench.run_bench(["numba"], ["kuramoto"], ["float32"], [("C", 8, 50), ("C", 16, 50)],
+                             repeat=1, copy_bytes=1 << 20, log=lines.append)
+    assert report["results"] == []
+    (stopped,) = report["stopped"]
+    assert (stopped["backend"], stopped["sets"]) == ("numba", 8)
+    assert "GiB" in stopped["reason"] and "stopped before 8 sets" in lines[-1]
+
+
+def test_a_peer_that_is_not_installed_is_reported_not_raised(monkeypatch):
+    monkeypatch.setattr(bench, "PEERS", {"nopeer": ("neuralmass_no_such_module", None)})
+    assert bench.measure_peers([], nm.Connectivity.default()) == [
+        {"peer": "nopeer", "status": "not installed"}]
+
+
+@pytest.mark.tvb
+def test_tvb_peer_rate_and_ratio():
+    pytest.importorskip("tvb.simulator")
+    row = {"backend": "numba", "model": "kuramoto", "sets": 2, "steps": 20, "dtype": "float32",
+           "set_steps_per_s": 1e6}
+    peers = bench.measure_peers([row, dict(row, dtype="float64", set_steps_per_s=5e5)],
+                                nm.Connectivity.default())
+    (tvb,) = [p for p in peers if p["peer"] == "tvb-library"]
+    assert tvb["status"] == "ok" and tvb["measured_sets"] == 2 and not tvb["extrapolated"]
+    # the ratio is the neuralmass rate over the peer's (exact arithmetic, float rounding)
+    # tvb-library runs once (float64) against both dtypes; ratio = neuralmass rate / peer's
+    assert tvb["dtype"] == "float64"
+    assert tvb["ratio"]["numba float32"] == pytest.approx(1e6 / tvb["set_steps_per_s"], rel=1e-12)
+    assert tvb["ratio"]["numba float64"] == pytest.approx(5e5 / tvb["set_steps_per_s"], rel=1e-12)
