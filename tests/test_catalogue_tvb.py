@@ -35,6 +35,7 @@ CASES = {
     "sup_hopf": (0.1, dict(global_coupling=0.1), (0.0, 0.0), (1.0, 1.0)),
     "coombes_byrne2d": (0.01, dict(global_coupling=0.1), (0.5, -0.5), (0.2, 0.3)),
     "reduced_wong_wang": (0.1, dict(global_coupling=0.5), (0.5,), (0.5,)),
+    "wilson_cowan": (0.1, dict(global_coupling=0.5), (0.5, 0.5), (0.5, 0.5)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
