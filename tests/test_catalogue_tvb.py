@@ -36,6 +36,7 @@ CASES = {
     "coombes_byrne2d": (0.01, dict(global_coupling=0.1), (0.5, -0.5), (0.2, 0.3)),
     "reduced_wong_wang": (0.1, dict(global_coupling=0.5), (0.5,), (0.5,)),
     "wilson_cowan": (0.1, dict(global_coupling=0.5), (0.5, 0.5), (0.5, 0.5)),
+    "coombes_byrne": (0.01, dict(global_coupling=0.1), (1.0, 0.0, 1.5, 0.1), (0.5, 1.0, 0.5, 0.5)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
