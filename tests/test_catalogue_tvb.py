@@ -39,6 +39,8 @@ CASES = {
     "coombes_byrne": (0.01, dict(global_coupling=0.1), (1.0, 0.0, 1.5, 0.1), (0.5, 1.0, 0.5, 0.5)),
     # M_i = 1.5: with TVB's M_i = 1 it is ReducedWongWangExcInh (rwongwang) again
     "deco_balanced_exc_inh": (0.1, dict(global_coupling=1.0, M_i=1.5), (0.5, 0.5), (0.5, 0.5)),
+    "dumont_gutkin": (0.01, dict(global_coupling=0.1), (0.5, -0.5, 0.0, 0.0, 0.5, -0.5, 0.0, 0.0),
+                      (0.3, 1.0, 0.5, 0.5, 0.3, 1.0, 0.5, 0.5)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
