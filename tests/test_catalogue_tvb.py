@@ -41,6 +41,9 @@ CASES = {
     "deco_balanced_exc_inh": (0.1, dict(global_coupling=1.0, M_i=1.5), (0.5, 0.5), (0.5, 0.5)),
     "dumont_gutkin": (0.01, dict(global_coupling=0.1), (0.5, -0.5, 0.0, 0.0, 0.5, -0.5, 0.0, 0.0),
                       (0.3, 1.0, 0.5, 0.5, 0.3, 1.0, 0.5, 0.5)),
+    # cv = 0.5: both of TVB's coupling terms (r and V) are exercised
+    "gast_schmidt_knosche_sd": (0.01, dict(global_coupling=0.1, cv=0.5), (1.0, -1.0, 0.2, 0.0),
+                                (0.5, 1.0, 0.2, 0.2)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
