@@ -44,6 +44,8 @@ CASES = {
     # cv = 0.5: both of TVB's coupling terms (r and V) are exercised
     "gast_schmidt_knosche_sd": (0.01, dict(global_coupling=0.1, cv=0.5), (1.0, -1.0, 0.2, 0.0),
                                 (0.5, 1.0, 0.2, 0.2)),
+    "gast_schmidt_knosche_sf": (0.01, dict(global_coupling=0.1, cv=0.5), (1.0, -0.5, 0.0, 0.0),
+                                (0.5, 1.0, 0.5, 0.5)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
