@@ -46,6 +46,10 @@ CASES = {
                                 (0.5, 1.0, 0.2, 0.2)),
     "gast_schmidt_knosche_sf": (0.01, dict(global_coupling=0.1, cv=0.5), (1.0, -0.5, 0.0, 0.0),
                                 (0.5, 1.0, 0.5, 0.5)),
+    # history: V on both sides of Vstar = -31 mV (both branches of the dfun), and
+    # K_o = K_o0 - 3 DKi + Kg > 0 (TVB's dfun takes log(K_o / K_i))
+    "k_ion_ex": (0.01, dict(global_coupling=0.1), (0.5, -40.0, 0.3, -5.0, -7.0),
+                 (0.3, 25.0, 0.2, 2.0, 2.0)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
