@@ -34,6 +34,22 @@ CASES = {
     "hopfield": (0.1, dict(global_coupling=0.5), (0.5, 0.5), (0.5, 0.5)),
     "sup_hopf": (0.1, dict(global_coupling=0.1), (0.0, 0.0), (1.0, 1.0)),
     "coombes_byrne2d": (0.01, dict(global_coupling=0.1), (0.5, -0.5), (0.2, 0.3)),
+    "reduced_wong_wang": (0.1, dict(global_coupling=0.5), (0.5,), (0.5,)),
+    "wilson_cowan": (0.1, dict(global_coupling=0.5), (0.5, 0.5), (0.5, 0.5)),
+    "coombes_byrne": (0.01, dict(global_coupling=0.1), (1.0, 0.0, 1.5, 0.1), (0.5, 1.0, 0.5, 0.5)),
+    # M_i = 1.5: with TVB's M_i = 1 it is ReducedWongWangExcInh (rwongwang) again
+    "deco_balanced_exc_inh": (0.1, dict(global_coupling=1.0, M_i=1.5), (0.5, 0.5), (0.5, 0.5)),
+    "dumont_gutkin": (0.01, dict(global_coupling=0.1), (0.5, -0.5, 0.0, 0.0, 0.5, -0.5, 0.0, 0.0),
+                      (0.3, 1.0, 0.5, 0.5, 0.3, 1.0, 0.5, 0.5)),
+    # cv = 0.5: both of TVB's coupling terms (r and V) are exercised
+    "gast_schmidt_knosche_sd": (0.01, dict(global_coupling=0.1, cv=0.5), (1.0, -1.0, 0.2, 0.0),
+                                (0.5, 1.0, 0.2, 0.2)),
+    "gast_schmidt_knosche_sf": (0.01, dict(global_coupling=0.1, cv=0.5), (1.0, -0.5, 0.0, 0.0),
+                                (0.5, 1.0, 0.5, 0.5)),
+    # history: V on both sides of Vstar = -31 mV (both branches of the dfun), and
+    # K_o = K_o0 - 3 DKi + Kg > 0 (TVB's dfun takes log(K_o / K_i))
+    "k_ion_ex": (0.01, dict(global_coupling=0.1), (0.5, -40.0, 0.3, -5.0, -7.0),
+                 (0.3, 25.0, 0.2, 2.0, 2.0)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
