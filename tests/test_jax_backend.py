@@ -214,3 +214,38 @@ def test_make_simulator_argument_errors(jax_x64):
         _simulator()({"etta": 1.0}, mpr_state())
     with pytest.raises(ParameterError, match=r"initial_state \(n_state, N\[, P\]\) is required"):
         _simulator()({})
+
+
+# =========================================================================== backend="auto"
+
+
+def test_auto_backend_is_jax_when_traced(jax_x64):
+    """``backend="auto"`` (the default) runs JAX under ``jax.grad``: the gradient equals the
+    one of an explicit ``backend="jax"`` run exactly (the same program, float64)."""
+    x0 = mpr_state()
+
+    def loss(g, backend):
+        res = nm.simulate("montbrio", small_connectivity(), {"global_coupling": g},
+                          backend=backend, n_steps=20, initial_state=x0)
+        assert res.backend == "jax"
+        return jnp.mean(res.data[-1, 0])
+
+    assert float(jax.grad(loss)(0.3, "auto")) == float(jax.grad(loss)(0.3, "jax"))
+
+
+def test_auto_backend_is_numba_without_gpu(monkeypatch):
+    """Concrete values and no GPU: Numba runs, and gives the JAX backend's numbers (float64;
+    the two backends agree to ~1e-13 relative on this short run, 1e-11 is a loose bound)."""
+    import neuralmass.backends as backends
+
+    monkeypatch.setattr(backends, "gpu_available", lambda: False)
+    params = {"global_coupling": np.array([0.1, 0.4])}
+    res = nm.simulate("montbrio", small_connectivity(), params, n_steps=20,
+                      initial_state=mpr_state())
+    assert res.backend == "numba"
+    ref = nm.simulate("montbrio", small_connectivity(), params, backend="jax", n_steps=20,
+                      initial_state=mpr_state())
+    assert ref.backend == "jax"
+    assert max_relative_error(res.data, ref.data) < 1e-11
+    monkeypatch.setattr(backends, "gpu_available", lambda: True)
+    assert backends.choose_backend([np.ones(3), None]) == "cuda"
