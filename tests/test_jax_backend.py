@@ -307,3 +307,23 @@ def test_sets_run_in_batches_when_they_do_not_fit(jax_x64, monkeypatch):
     np.testing.assert_array_equal(batched.exposures, whole.exposures)
     np.testing.assert_array_equal(batched.first_nonfinite_step, whole.first_nonfinite_step)
 
+
+# =========================================================================== compilation cache
+
+
+def test_persistent_compilation_cache_under_the_cache_root(tmp_path, monkeypatch):
+    """Unconfigured, JAX's persistent cache goes to <cache root>/jax; a directory the user
+    configured is left as it is."""
+    from neuralmass.backends.jax._compilation_cache import enable_compilation_cache
+
+    previous = jax.config.jax_compilation_cache_dir
+    monkeypatch.setenv("NEURALMASS_CACHE_DIR", str(tmp_path))
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        assert enable_compilation_cache.__wrapped__() == str(tmp_path / "jax")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax")
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))
+        assert enable_compilation_cache.__wrapped__() == str(tmp_path / "mine")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", previous)

@@ -29,6 +29,7 @@ from ...monitors import plan_monitor
 from ...plan import DTYPES, _noise_std
 from ...random import philox_normals, seed_key
 from ...scheme import get_integrator, history_length
+from ._compilation_cache import enable_compilation_cache
 from ._lower import LoweredModel, lower
 from ._memory import sets_per_batch
 
@@ -316,6 +317,7 @@ def make_simulator(
 def build_simulator(model, connectivity, *, dt, integrator, noise_std, monitor, dtype,
                     max_delay) -> Simulator:
     """The :class:`Simulator` for already validated arguments (see :func:`make_simulator`)."""
+    enable_compilation_cache()
     targets, sources, weights, lengths = connectivity.edges()
     defaults = tuple(connectivity.speed if p.default is None else float(p.default)
                      for p in model.parameters)
