@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
-from .backends import DEFAULT_DTYPES, get_backend
+from .backends import DEFAULT_DTYPES, choose_backend, get_backend
 from .connectivity import Connectivity
 from .divergence import check_on_divergence, resolve
 from .model import Model
@@ -22,7 +23,7 @@ def simulate(
     connectivity: Connectivity | None = None,
     params=None,
     *,
-    backend: str = "jax",
+    backend: str = "auto",
     dt: float = 0.1,
     n_steps: int = 4000,
     integrator: str = "heun",
@@ -42,7 +43,9 @@ def simulate(
         connectivity: weights and tract lengths; default :meth:`Connectivity.default`.
         params: name → scalar or (P,) array, one simulation per index (see :func:`grid`);
             any model parameter or constant, ``global_coupling``, ``global_speed`` (mm/ms).
-        backend: ``"jax"``, ``"numba"`` or ``"cuda"``.
+        backend: ``"auto"`` (JAX when a parameter or initial condition is a JAX tracer, else
+            CUDA when CuPy and a GPU are present, else Numba), ``"jax"``, ``"numba"`` or
+            ``"cuda"``; ``res.backend`` says which one ran.
         dt: time step in ms. n_steps: number of steps.
         integrator: ``"euler"``, ``"heun"`` or ``"rk4"``.
         noise: additive noise diffusion coefficient D (TVB's ``nsig``), a number or one per
@@ -78,6 +81,9 @@ def simulate(
         model = load_model(model)
     if connectivity is None:
         connectivity = Connectivity.default()
+    if backend == "auto":
+        values = params.values() if isinstance(params, Mapping) else ()
+        backend = choose_backend([*values, initial_state, initial_history])
     if dtype is None:
         dtype = DEFAULT_DTYPES.get(backend, "float64")
     plan = make_plan(
@@ -103,6 +109,7 @@ def simulate(
         monitor=plan.monitor.name,
         diverged=diverged,
         first_nonfinite_step=first_step,
+        backend=backend,
     )
 
 

@@ -26,6 +26,8 @@ class Result(eqx.Module):
         first_nonfinite_step: (P,) int, the step n whose state (at t = n dt) was the first
             non-finite one, -1 where finite; ``None`` when not checked. See
             :mod:`neuralmass.divergence` for how each backend finds it.
+        backend: the backend that ran (``"jax"``, ``"numba"`` or ``"cuda"``), set by
+            :func:`~neuralmass.simulate`; ``None`` for a Result built otherwise.
     """
 
     time: np.ndarray
@@ -38,6 +40,7 @@ class Result(eqx.Module):
     monitor: str = eqx.field(static=True)
     diverged: object = None
     first_nonfinite_step: object = None
+    backend: str | None = eqx.field(static=True, default=None)
 
     @property
     def n_sets(self) -> int:

@@ -214,3 +214,116 @@ def test_make_simulator_argument_errors(jax_x64):
         _simulator()({"etta": 1.0}, mpr_state())
     with pytest.raises(ParameterError, match=r"initial_state \(n_state, N\[, P\]\) is required"):
         _simulator()({})
+
+
+# =========================================================================== backend="auto"
+
+
+def test_auto_backend_is_jax_when_traced(jax_x64):
+    """``backend="auto"`` (the default) runs JAX under ``jax.grad``: the gradient equals the
+    one of an explicit ``backend="jax"`` run exactly (the same program, float64)."""
+    x0 = mpr_state()
+
+    def loss(g, backend):
+        res = nm.simulate("montbrio", small_connectivity(), {"global_coupling": g},
+                          backend=backend, n_steps=20, initial_state=x0)
+        assert res.backend == "jax"
+        return jnp.mean(res.data[-1, 0])
+
+    assert float(jax.grad(loss)(0.3, "auto")) == float(jax.grad(loss)(0.3, "jax"))
+
+
+def test_auto_backend_is_numba_without_gpu(monkeypatch):
+    """Concrete values and no GPU: Numba runs, and gives the JAX backend's numbers (float64;
+    the two backends agree to ~1e-13 relative on this short run, 1e-11 is a loose bound)."""
+    import neuralmass.backends as backends
+
+    monkeypatch.setattr(backends, "gpu_available", lambda: False)
+    params = {"global_coupling": np.array([0.1, 0.4])}
+    res = nm.simulate("montbrio", small_connectivity(), params, n_steps=20,
+                      initial_state=mpr_state())
+    assert res.backend == "numba"
+    ref = nm.simulate("montbrio", small_connectivity(), params, backend="jax", n_steps=20,
+                      initial_state=mpr_state())
+    assert ref.backend == "jax"
+    assert max_relative_error(res.data, ref.data) < 1e-11
+    monkeypatch.setattr(backends, "gpu_available", lambda: True)
+    assert backends.choose_backend([np.ones(3), None]) == "cuda"
+
+
+# =========================================================================== memory
+
+
+def test_memory_refused_with_the_figure_before_allocating(jax_x64):
+    """A tiny global_speed makes delays of ~6e8 steps: a history ring of 2^30 rows × 1
+    coupled variable (r) × 6 regions × 8 bytes = 48 GiB per set. The JAX backend refuses it
+    with the figure before allocating it (peak RSS grows by less than 1 GiB) and quickly."""
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    started = time.perf_counter()
+    with pytest.raises(ParameterError, match=r"this run needs ~\S+ GiB \(outputs \S+ GiB: 10 "
+                       r"samples × 4 variables × 6 regions × 3 sets × 8 bytes; delay history "
+                       r"\S+ GiB\), but only \S+ GiB are available; .* or a larger "
+                       r"global_speed"):
+        nm.simulate("montbrio", small_connectivity(), {"global_speed": [1e-7, 1.0, 2.0]},
+                    backend="jax", n_steps=10, initial_state=mpr_state())
+    assert time.perf_counter() - started < 30
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown < 2**20
+
+
+def test_gradient_memory_counts_the_checkpoints(jax_x64):
+    """Under tracing the estimate adds the checkpointed carries: one history ring per chunk
+    of ~√T samples (here T = 400: 20 chunks), so they are at least 20 rings."""
+    from neuralmass.backends.jax import _memory
+
+    sim = make_simulator(nm.load_model("montbrio"), small_connectivity(), n_steps=400)
+    plain, traced = _memory.estimate(sim, 4, False), _memory.estimate(sim, 4, True)
+    assert sim.chunking == (20, 20)
+    assert plain.residuals == 0
+    assert traced.residuals >= 20 * plain.history
+    assert traced.total == plain.total + traced.residuals
+
+
+def test_sets_run_in_batches_when_they_do_not_fit(jax_x64, monkeypatch):
+    """With one byte less than a single call of 5 noisy sets at 3 speeds needs, they run in
+    batches (of 1 here: the outputs are then counted twice, for the concatenation), and give
+    exactly the numbers of one call (each set's noise depends on its global index only)."""
+    from neuralmass.backends.jax import _memory
+
+    params = {"global_coupling": np.linspace(0.0, 0.4, 5),
+              "global_speed": np.array([3.0, 6.0, 3.0, 12.0, 6.0])}
+    kwargs = dict(backend="jax", n_steps=30, noise=1e-4, seed=5, initial_state=mpr_state())
+    whole = nm.simulate("montbrio", small_connectivity(), params, **kwargs)
+    sim = make_simulator(nm.load_model("montbrio"), small_connectivity(), n_steps=30,
+                         noise=1e-4)
+    room = _memory.estimate(sim, 5, False).total - 1
+    monkeypatch.setattr(_memory, "available_memory", lambda: (room, ""))
+    assert _memory.sets_per_batch(sim, 5, False) == 1
+    batched = nm.simulate("montbrio", small_connectivity(), params, **kwargs)
+    np.testing.assert_array_equal(batched.data, whole.data)
+    np.testing.assert_array_equal(batched.exposures, whole.exposures)
+    np.testing.assert_array_equal(batched.first_nonfinite_step, whole.first_nonfinite_step)
+
+
+# =========================================================================== compilation cache
+
+
+def test_persistent_compilation_cache_under_the_cache_root(tmp_path, monkeypatch):
+    """Unconfigured, JAX's persistent cache goes to <cache root>/jax; a directory the user
+    configured is left as it is."""
+    from neuralmass.backends.jax._compilation_cache import enable_compilation_cache
+
+    previous = jax.config.jax_compilation_cache_dir
+    monkeypatch.setenv("NEURALMASS_CACHE_DIR", str(tmp_path))
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        assert enable_compilation_cache.__wrapped__() == str(tmp_path / "jax")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax")
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))
+        assert enable_compilation_cache.__wrapped__() == str(tmp_path / "mine")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", previous)

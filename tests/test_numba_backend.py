@@ -44,8 +44,9 @@ pytestmark = pytest.mark.skipif("numba" not in available_backends(),
                                 reason="the Numba backend does not import here")
 
 if "numba" in available_backends():
+    from neuralmass.backends import _memory
     from neuralmass.backends import numba as numba_backend
-    from neuralmass.backends.numba import _lower, _memory, _run
+    from neuralmass.backends.numba import _lower, _run
 
 CONNECTIVITY = nm.Connectivity.default()
 N = CONNECTIVITY.n_regions

@@ -562,8 +562,8 @@ ERRORS = [
     (dict(dt=float("nan")), r"dt must be a positive number of ms, but got nan"),
     (dict(n_steps=0), r"n_steps must be an integer >= 1, but got 0"),
     (dict(n_steps=2.5), r"n_steps must be an integer >= 1, but got 2.5"),
-    (dict(backend="tensorflow"), r"unknown backend 'tensorflow'; valid backends are jax, numba, "
-                                 "cuda"),
+    (dict(backend="tensorflow"), r"unknown backend 'tensorflow'; valid backends are auto, jax, "
+                                 "numba, cuda"),
     (dict(integrator="rk45"), r"unknown integrator 'rk45'; valid integrators are euler, heun, "
                               "rk4"),
     (dict(monitors="bold"), r"unknown monitor 'bold'; use 'raw', 'subsample:PERIOD'"),

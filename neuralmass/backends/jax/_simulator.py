@@ -4,7 +4,9 @@ One parameter set is simulated by a ``lax.scan`` over steps; sets are batched wi
 ``jax.vmap``. The history of the coupled variables is a ring buffer of power-of-two length
 ``B`` (time τ lives in row ``τ & (B - 1)``); coupling reads the delayed rows of the non-zero
 edges, applies ``pre`` per edge and sums per target node (``segment_sum``). Samples are grouped
-in chunks under ``jax.checkpoint`` so that ``jax.grad`` stores O(√T) states, not T. The noise
+in chunks under ``jax.checkpoint`` so that ``jax.grad`` stores O(√T) states, not T. A call
+whose arrays would not fit in memory (:mod:`._memory`) runs its sets in batches, or is refused
+before anything is allocated. The noise
 is :mod:`neuralmass.random`'s Philox stream, drawn in ``jax.numpy`` (the same numbers as the
 Numba and CUDA backends); it does not depend on the parameters, so gradients flow through the
 state as in a deterministic run.
@@ -27,7 +29,9 @@ from ...monitors import plan_monitor
 from ...plan import DTYPES, _noise_std
 from ...random import philox_normals, seed_key
 from ...scheme import get_integrator, history_length
+from ._compilation_cache import enable_compilation_cache
 from ._lower import LoweredModel, lower
+from ._memory import sets_per_batch
 
 __all__ = ["Simulator", "make_simulator"]
 
@@ -71,6 +75,7 @@ class Simulator(eqx.Module):
     history_state_indices: tuple[int, ...] = eqx.field(static=True)
     n_nodes: int = eqx.field(static=True)
     n_state: int = eqx.field(static=True)
+    n_exposures: int = eqx.field(static=True)
     dt: float = eqx.field(static=True)
     every: int = eqx.field(static=True)
     n_samples: int = eqx.field(static=True)
@@ -109,9 +114,25 @@ class Simulator(eqx.Module):
                                  f"number of parameter sets: {sorted(sizes)}")
         n_sets = sizes.pop() if sizes else 1
         table, speed_index = self._delay_table(params.get("global_speed"), n_sets)
-        states, exposures, first = _run_batch(self, tuple(values), tuple(axes), state, history,
-                                              key, table, speed_index, n_sets)
+        traced = any(isinstance(v, jax.core.Tracer) for v in (*values, state, history))
+        batch = sets_per_batch(self, n_sets, traced)
+        parts = []
+        for start in range(0, n_sets, batch):
+            sets = slice(start, min(start + batch, n_sets))
+            parts.append(_run_batch(
+                self, tuple(v[sets] if axis == 0 else v for v, axis in zip(values, axes)),
+                tuple(axes), state[..., sets] if state.ndim == 3 else state,
+                history[..., sets] if history is not None and history.ndim == 4 else history,
+                key, table, speed_index[sets], jnp.int32(start)))
+        states, exposures, first = (jnp.concatenate(p, axis=-1) if len(parts) > 1 else p[0]
+                                    for p in zip(*parts))
         return (states, exposures, first) if return_first_nonfinite else (states, exposures)
+
+    @property
+    def chunking(self) -> tuple[int, int]:
+        """(samples per checkpointed chunk ≈ √T, number of chunks)."""
+        chunk = max(1, math.isqrt(self.n_samples))
+        return chunk, -(-self.n_samples // chunk)
 
     def _delay_table(self, speed, n_sets):
         """Integer delays computed in float64 NumPy (exactly as the other backends) when the
@@ -215,8 +236,7 @@ class Simulator(eqx.Module):
                 return (x, buffer, first), (total / self.every, total_exposures / self.every)
             return (x, buffer, first), (x, exposures(x))
 
-        chunk = max(1, math.isqrt(self.n_samples))
-        n_chunks = -(-self.n_samples // chunk)
+        chunk, n_chunks = self.chunking
 
         @jax.checkpoint
         def run_chunk(carry, c):
@@ -230,7 +250,10 @@ class Simulator(eqx.Module):
 
 
 @eqx.filter_jit
-def _run_batch(simulator, values, axes, state, history, key, table, speed_index, n_sets):
+def _run_batch(simulator, values, axes, state, history, key, table, speed_index, first_set):
+    """The sets of one batch, vmapped; ``first_set``: the global index of its first set (the
+    noise's counter)."""
+
     def one_set(values, state, history, set_index, speed_index):
         delays = None if table is None else table[speed_index]
         return simulator._run_one(values, state, history, key, set_index, delays)
@@ -246,7 +269,8 @@ def _run_batch(simulator, values, axes, state, history, key, table, speed_index,
         ),
         out_axes=-1,
     )
-    return batched(values, state, history, jnp.arange(n_sets), speed_index)
+    n_sets = speed_index.shape[0]
+    return batched(values, state, history, first_set + jnp.arange(n_sets), speed_index)
 
 
 def make_simulator(
@@ -293,6 +317,7 @@ def make_simulator(
 def build_simulator(model, connectivity, *, dt, integrator, noise_std, monitor, dtype,
                     max_delay) -> Simulator:
     """The :class:`Simulator` for already validated arguments (see :func:`make_simulator`)."""
+    enable_compilation_cache()
     targets, sources, weights, lengths = connectivity.edges()
     defaults = tuple(connectivity.speed if p.default is None else float(p.default)
                      for p in model.parameters)
@@ -309,6 +334,7 @@ def build_simulator(model, connectivity, *, dt, integrator, noise_std, monitor, 
                                     for c in model.coupled_variables),
         n_nodes=connectivity.n_regions,
         n_state=len(model.state_variables),
+        n_exposures=len(model.exposure_names),
         dt=dt,
         every=monitor.every,
         n_samples=monitor.n_samples,

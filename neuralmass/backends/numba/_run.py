@@ -26,6 +26,7 @@ import numpy as np
 from ...plan import RunPlan
 from ...random import seed_key
 from .._cache import cache_root
+from .._memory import MemoryEstimate, check_memory
 from .._progress import progress_bar
 from ._compile import (
     compile_kernels,
@@ -36,7 +37,6 @@ from ._compile import (
 )
 from ._layout import Tiles, choose_lanes, make_tiles
 from ._lower import Lowering, lower, plan_fingerprint
-from ._memory import MemoryEstimate, check_memory
 
 __all__ = ["run", "generated_source", "prepare", "Prepared"]
 

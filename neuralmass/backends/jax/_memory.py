@@ -1,0 +1,77 @@
+"""The JAX backend's memory: what a call of the simulator allocates, estimated before it runs,
+and how many parameter sets fit at once.
+
+Per set: the history ring (B, n_cvar, N), the carries (state, running totals), each step's
+delayed reads (nnz per history term), the scan's outputs (padded to whole chunks, then
+sliced); under tracing (``jax.grad`` may follow; the tracer does not say) also the residuals
+of the checkpointed scan: the carry (history ring and state) at each of the ~√T chunk
+boundaries, and one chunk's per-step residuals (delayed reads, integrator stages) while a
+chunk is differentiated. Estimates, not exact: XLA may fuse or alias some of these.
+"""
+
+from __future__ import annotations
+
+import jax
+
+from .._memory import MemoryEstimate, available_bytes, refuse
+
+__all__ = ["available_memory", "estimate", "sets_per_batch"]
+
+
+def available_memory() -> tuple[int | None, str]:
+    """(bytes available, where) on JAX's default device: the host's memory for the CPU, the
+    device's free memory (``memory_stats``) for a GPU; None when unknown."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return available_bytes(), ""
+    stats = device.memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return None, ""
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f" on {device}"
+
+
+def estimate(sim, n_sets: int, traced: bool, batched: bool = False) -> MemoryEstimate:
+    """The bytes a call of ``sim`` (a :class:`~._simulator.Simulator`) on ``n_sets`` sets
+    allocates at once; ``batched``: its outputs are concatenated from batches (twice the
+    outputs). ``traced``: count the gradient's residuals."""
+    from ...scheme import history_length
+
+    itemsize = 8 if sim.dtype == "float64" else 4
+    n_nodes, n_state, n_cvar = sim.n_nodes, sim.n_state, len(sim.history_state_indices)
+    n_var = n_state + sim.n_exposures
+    nnz = int(sim.targets.shape[0])
+    n_delayed = sum(len(term.history_index) for term in sim.lowered.couplings)
+    chunk, n_chunks = sim.chunking
+    shape = (sim.n_samples, n_var, n_nodes, n_sets)
+    outputs = sim.n_samples * n_var * n_nodes * n_sets * itemsize * (2 if batched else 1)
+    ring = history_length(sim.max_delay) * n_cvar * n_nodes
+    history = ring * n_sets * itemsize
+    per_step = nnz * (n_delayed + 2) + (n_state + n_var) * n_nodes
+    padded = n_chunks * chunk * n_var * n_nodes
+    work = (per_step + padded) * n_sets * itemsize + nnz * (12 + 2 * itemsize)
+    residuals = 0
+    if traced:
+        per_chunk_step = nnz * n_delayed + 4 * n_state * n_nodes
+        residuals = (n_chunks * (ring + n_state * n_nodes)
+                     + chunk * sim.every * per_chunk_step) * n_sets * itemsize
+    return MemoryEstimate(outputs, history, work, shape, itemsize, residuals)
+
+
+def sets_per_batch(sim, n_sets: int, traced: bool) -> int:
+    """How many of the ``n_sets`` sets to run at once so that the call fits in the available
+    memory: all of them when they fit, else the most that fit next to all the outputs.
+
+    Raises:
+        ParameterError: not even one set fits (the message gives the figures).
+    """
+    available, where = available_memory()
+    whole = estimate(sim, n_sets, traced)
+    if available is None or whole.total <= available:
+        return n_sets
+    outputs = estimate(sim, n_sets, traced, batched=True).outputs
+    one = estimate(sim, 1, traced)
+    per_set = one.total - one.outputs
+    fit = (available - outputs) // per_set if available > outputs else 0
+    if fit < 1:
+        refuse(whole, available, where)
+    return int(fit)
