@@ -237,28 +237,12 @@ def _numba(plan: RunPlan, repeat: int) -> Measurement:
                        finite=bool(np.isfinite(prepared.out_states).all()))
 
 
-def _jax_bytes(plan: RunPlan) -> int:
-    """History (power-of-two rows × coupled variables × N × P) plus outputs, in bytes."""
-    itemsize = np.dtype(plan.dtype).itemsize
-    rows = 1 << int(plan.max_delay + 1).bit_length()
-    history = rows * len(plan.model.coupled_variables) * plan.n_nodes * plan.n_sets
-    outputs = plan.monitor.n_samples * (len(plan.model.state_names) + 2) * plan.n_nodes * \
-        plan.n_sets
-    return (2 * history + outputs) * itemsize  # the scan carries the history; XLA may copy it
-
-
 def _jax(plan: RunPlan, repeat: int) -> Measurement:
     import jax
 
     from .backends import jax as jax_backend
-    from .backends.numba._memory import available_bytes
-
-    need, free = _jax_bytes(plan), available_bytes()
-    if jax.default_backend() == "gpu":
-        stats = jax.devices()[0].memory_stats() or {}
-        free = stats.get("bytes_limit", free)
-    if free is not None and need > free:
-        raise ParameterError(f"JAX needs ~{need / _GIB:.3g} GiB, {free / _GIB:.3g} GiB free")
+    # the JAX backend estimates its memory itself: it runs in batches of sets, or refuses with
+    # a ParameterError when not even one set fits (backends/jax/_memory.py)
     x64 = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", plan.dtype == np.float64)
     try:

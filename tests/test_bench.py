@@ -81,7 +81,7 @@ def test_sweep_params_are_sweep_py_grid_at_1024_sets():
 
 
 def test_scan_stops_where_the_memory_estimate_says_no(monkeypatch):
-    import neuralmass.backends.numba._memory as memory
+    import neuralmass.backends._memory as memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 1024)
     lines = []
