@@ -16,6 +16,7 @@ from rich.table import Table
 from . import models as bundled
 from .connectivity import Connectivity
 from .errors import DivergenceWarning, NeuralmassError
+from .io import check_output_path
 from .model import Model
 from .params import grid as make_grid
 
@@ -154,7 +155,8 @@ def run(
     dtype: Annotated[str | None, typer.Option(
         help="float64 or float32 (default: float32 on cuda, float64 otherwise)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the initial state and the noise")] = 0,
-    output: Annotated[str | None, typer.Option("-o", "--output", help="write an .npz")] = None,
+    output: Annotated[str | None, typer.Option(
+        "-o", "--output", help="write .nc, .zarr or .npz (the suffix picks)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = False,
 ) -> None:
     """Simulate MODEL on a connectome for a grid of parameter sets."""
@@ -172,6 +174,11 @@ def run(
             raise _fail(f"--param {spec!r}: expected NAME=VALUE") from None
         if not sep:
             raise _fail(f"--param {spec!r}: expected NAME=VALUE")
+    if output:
+        try:
+            check_output_path(output)
+        except NeuralmassError as err:
+            raise _fail(str(err)) from None
     start = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -81,7 +81,8 @@ class Simulator(eqx.Module):
 
     # ------------------------------------------------------------------ public call
     def __call__(self, params: Mapping[str, object] | None = None, initial_state=None,
-                 initial_history=None, seed: int = 0, *, return_first_nonfinite: bool = False):
+                 initial_history=None, seed: int = 0, *, set_offset: int = 0,
+                 return_first_nonfinite: bool = False):
         params = dict(params or {})
         unknown = set(params) - set(self.parameter_names)
         if unknown:
@@ -110,7 +111,8 @@ class Simulator(eqx.Module):
         n_sets = sizes.pop() if sizes else 1
         table, speed_index = self._delay_table(params.get("global_speed"), n_sets)
         states, exposures, first = _run_batch(self, tuple(values), tuple(axes), state, history,
-                                              key, table, speed_index, n_sets)
+                                              key, table, speed_index, n_sets,
+                                              jnp.asarray(set_offset, jnp.int32))
         return (states, exposures, first) if return_first_nonfinite else (states, exposures)
 
     def _delay_table(self, speed, n_sets):
@@ -230,7 +232,8 @@ class Simulator(eqx.Module):
 
 
 @eqx.filter_jit
-def _run_batch(simulator, values, axes, state, history, key, table, speed_index, n_sets):
+def _run_batch(simulator, values, axes, state, history, key, table, speed_index, n_sets,
+               set_offset):
     def one_set(values, state, history, set_index, speed_index):
         delays = None if table is None else table[speed_index]
         return simulator._run_one(values, state, history, key, set_index, delays)
@@ -246,7 +249,7 @@ def _run_batch(simulator, values, axes, state, history, key, table, speed_index,
         ),
         out_axes=-1,
     )
-    return batched(values, state, history, jnp.arange(n_sets), speed_index)
+    return batched(values, state, history, jnp.arange(n_sets) + set_offset, speed_index)
 
 
 def make_simulator(
