@@ -19,5 +19,6 @@ from .model import Model as Model
 from .models import load_model as load_model
 from .params import grid as grid
 from .result import Result as Result
+from .sweep import sweep as sweep
 
 __version__ = "0.1.0"

@@ -1,0 +1,90 @@
+"""nm.sweep: shards equal one simulate bit for bit (noise included), resume, argument check."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import neuralmass as nm
+from neuralmass.errors import ParameterError
+
+KW = dict(backend="numba", n_steps=60, noise=0.01, seed=3)
+PARAMS = nm.grid(global_coupling=np.linspace(0, 1, 6))
+
+
+def _conn():
+    return nm.Connectivity(np.ones((4, 4)) - np.eye(4), np.full((4, 4), 10.0))
+
+
+def _reference():
+    return nm.simulate("kuramoto", _conn(), PARAMS, **KW)
+
+
+def test_inprocess_sweep_equals_one_simulate(tmp_path):
+    ds = nm.sweep("kuramoto", _conn(), PARAMS, store=tmp_path / "s.zarr", shard_size=2,
+                  progress=False, **KW)
+    # exact: the same kernel, and set_offset gives each shard the whole run's noise
+    np.testing.assert_array_equal(ds["theta"].values, _reference().state("theta"))
+    assert ds["shard_done"].values.tolist() == [1, 1, 1]
+    np.testing.assert_array_equal(ds["global_coupling"].values, PARAMS["global_coupling"])
+
+
+def _counting(path):
+    def reduce(result):
+        with open(path, "a") as f:
+            f.write("x\n")
+        return {"theta_last": np.asarray(result.data[-1, 0, 0])}
+    return reduce
+
+
+def test_resume_runs_only_missing_shards_and_other_arguments_fail(tmp_path):
+    store, log = tmp_path / "s.zarr", tmp_path / "runs.txt"
+    reduce = _counting(log)
+    ds = nm.sweep("kuramoto", _conn(), PARAMS, store=store, shard_size=2, reduce=reduce,
+                  progress=False, **KW)
+    first = ds["theta_last"].values.copy()
+    runs = len(log.read_text().split())  # probe + 3 shards
+    import zarr
+
+    group = zarr.open_group(store)
+    group["shard_done"][1] = 0  # as if the driver had died before shard 1 was marked
+    ds = nm.sweep("kuramoto", _conn(), PARAMS, store=store, shard_size=2, reduce=reduce,
+                  progress=False, **KW)
+    assert len(log.read_text().split()) == runs + 1  # only shard 1 ran again
+    np.testing.assert_array_equal(ds["theta_last"].values, first)
+    np.testing.assert_array_equal(first, _reference().state("theta")[-1, 0])
+    with pytest.raises(ParameterError, match="other arguments"):
+        nm.sweep("kuramoto", _conn(), PARAMS, store=store, shard_size=3, reduce=reduce,
+                 progress=False, **KW)
+
+
+def _exit_once(flag):
+    """Kills the Dask worker that first runs it (the driver's probe is left alone)."""
+    def reduce(result):
+        from dask.distributed import get_worker
+
+        try:
+            get_worker()
+        except ValueError:  # not on a worker: the driver's probe of the first set
+            pass
+        else:
+            if not os.path.exists(flag):
+                open(flag, "w").close()
+                os._exit(1)
+        return {"theta_last": np.asarray(result.data[-1, 0, 0])}
+    return reduce
+
+
+def test_local_cluster_with_a_killed_worker_equals_one_simulate(tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    flag = str(tmp_path / "killed")
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        ds = nm.sweep("kuramoto", _conn(), PARAMS, store=tmp_path / "s.zarr", shard_size=2,
+                      client=client, reduce=_exit_once(flag), progress=False, **KW)
+    assert os.path.exists(flag)  # a worker died mid-shard
+    # exact: the rescheduled shard recomputes the same numbers
+    np.testing.assert_array_equal(ds["theta_last"].values, _reference().state("theta")[-1, 0])
