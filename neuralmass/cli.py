@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import models as bundled
+from ._cli_sweep import sweep_command
 from .connectivity import Connectivity
 from .errors import DivergenceWarning, NeuralmassError
 from .io import check_output_path
@@ -267,6 +268,9 @@ def codegen(
     except NeuralmassError as err:
         raise _fail(str(err)) from None
     sys.stdout.write(source)
+
+
+app.command("sweep")(sweep_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -102,6 +102,9 @@ def sweep(model: Model | str | os.PathLike, connectivity: Connectivity | None = 
                   probe=lambda: run_shard(0, spec, connectivity, write=False))
     done = xr.open_zarr(store)["shard_done"].values
     todo = [k for k in range(len(bounds)) if not done[k]]
+    if progress and len(todo) < len(bounds):
+        print(f"neuralmass.sweep: resuming {str(store)!r}: {len(bounds) - len(todo)} of "
+              f"{len(bounds)} shards already done", file=sys.stderr)
     failures = _run(spec, connectivity, todo, client, progress, plan.n_steps)
     if failures:
         listed = "; ".join(f"shard {k} (sets {bounds[k][0]}:{bounds[k][1]}): {e}"

@@ -88,3 +88,47 @@ def test_local_cluster_with_a_killed_worker_equals_one_simulate(tmp_path):
     assert os.path.exists(flag)  # a worker died mid-shard
     # exact: the rescheduled shard recomputes the same numbers
     np.testing.assert_array_equal(ds["theta_last"].values, _reference().state("theta")[-1, 0])
+
+
+def test_store_read_mid_run_shows_done_shards_and_nan_elsewhere(tmp_path):
+    """A reader during shard 1 sees shard 0 complete and marked, shard 1..2 NaN, unmarked."""
+    import xarray as xr
+
+    store, seen = tmp_path / "s.zarr", {}
+
+    def reduce(result):
+        if store.exists() and xr.open_zarr(store)["shard_done"].values[0] == 1:
+            seen.setdefault("ds", xr.open_zarr(store).load())
+        return {"theta_last": np.asarray(result.data[-1, 0, 0])}
+
+    nm.sweep("kuramoto", _conn(), PARAMS, store=store, shard_size=2, reduce=reduce,
+             progress=False, **KW)
+    ds = seen["ds"]
+    assert ds["shard_done"].values.tolist() == [1, 0, 0]
+    assert np.isfinite(ds["theta_last"].values[:2]).all()
+    assert np.isnan(ds["theta_last"].values[2:]).all()
+
+
+def test_cli_sweep_resumes_and_slurm_script(tmp_path):
+    from typer.testing import CliRunner
+
+    from neuralmass.cli import app
+
+    runner = CliRunner()
+    args = ["sweep", "kuramoto", "--store", str(tmp_path / "s.zarr"), "--grid",
+            "global_coupling=0:1:4", "--steps", "20", "--shard-size", "2", "--reduce", "mean"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "4 sets, 2/2 shards done" in first.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "2 of 2 shards already done" in again.output
+    other = runner.invoke(app, args[:-1] + ["std"])
+    assert other.exit_code != 0 and "other arguments" in other.output
+    assert "Traceback" not in other.output
+    script = runner.invoke(app, ["sweep", "kuramoto", "--slurm", "--cores", "8", "--memory",
+                                 "32GB", "--walltime", "02:00:00", "--queue", "gpu",
+                                 "--account", "proj1"])
+    assert script.exit_code == 0, script.output
+    for line in ("#SBATCH -p gpu", "#SBATCH -A proj1", "#SBATCH -n 1",
+                 "#SBATCH --cpus-per-task=8", "#SBATCH -t 02:00:00"):
+        assert line in script.output
