@@ -275,3 +275,7 @@ app.command("sweep")(sweep_command)
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m neuralmass.cli
+    main()
