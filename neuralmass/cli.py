@@ -11,6 +11,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import models as bundled
@@ -30,7 +31,8 @@ console = Console()
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    # escaped: a message such as "install neuralmass[cuda]" is not rich markup
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code=2)
 
 
@@ -49,9 +51,9 @@ def _connectivity(spec: str, speed: float | None) -> Connectivity:
             conn = Connectivity.from_tvb_data(int(spec.split(":", 1)[1])).normalized()
         else:
             conn = Connectivity.from_tvb_zip(spec)
+        return conn if speed is None else conn.with_speed(speed)
     except (NeuralmassError, ValueError) as err:
         raise _fail(str(err)) from None
-    return conn if speed is None else conn.with_speed(speed)
 
 
 def parse_grid(model: Model, specs: list[str], grid_all: int | None) -> dict[str, np.ndarray]:

@@ -138,3 +138,27 @@ def test_options_that_do_not_conflict_run_each_as_given(tmp_path):
     saved = nm.load_result(out).params
     np.testing.assert_array_equal(saved["eta"], [-5, -4])  # exact: linspace's ends
     np.testing.assert_array_equal(saved["global_coupling"], [0.1, 0.1])
+
+
+def test_user_mistakes_are_errors_before_the_run(tmp_path):
+    """--speed 0, an output without a known suffix or in a missing folder: exit 2 with a
+    message, no traceback, nothing simulated."""
+    for extra, message in ((["--speed", "0"], "speed must be"),
+                           (["-o", str(tmp_path / "out_noext")], "must end in one of"),
+                           (["-o", str(tmp_path / "no" / "x.npz")], "does not exist")):
+        result = runner.invoke(app, ["run", "kuramoto", "--steps", "5", *extra])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())  # rich wraps long lines
+        assert message in text and "Traceback" not in text and "parameter sets" not in text
+
+
+def test_error_text_keeps_brackets():
+    """rich markup is escaped: 'neuralmass[cuda]' survives in an error message."""
+    import contextlib
+    import io
+
+    from neuralmass.cli import _fail
+    stream = io.StringIO()
+    with contextlib.redirect_stderr(stream):  # Console(stderr=True) writes to sys.stderr
+        _fail("install neuralmass[cuda]")
+    assert "neuralmass[cuda]" in stream.getvalue()
