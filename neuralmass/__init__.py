@@ -15,9 +15,11 @@ from . import models as models
 from . import monitors as monitors
 from ._simulate import simulate as simulate
 from .connectivity import Connectivity as Connectivity
+from .io import load_result as load_result
 from .model import Model as Model
 from .models import load_model as load_model
 from .params import grid as grid
 from .result import Result as Result
+from .sweep import sweep as sweep
 
 __version__ = "0.1.0"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from collections.abc import Mapping
 
@@ -35,6 +37,7 @@ def simulate(
     dtype: str | None = None,
     progress: bool = False,
     on_divergence: str = "warn",
+    set_offset: int = 0,
 ) -> Result:
     """Simulate ``model`` on ``connectivity`` for every parameter set in ``params``.
 
@@ -66,6 +69,9 @@ def simulate(
             :class:`~neuralmass.errors.DivergenceWarning`; the diverged sets are NaN from
             their first non-finite sample on, the others as computed), ``"ignore"`` (the
             same, silently) or ``"raise"``. Not checked when the parameters are traced (JAX).
+        set_offset: the global index of the first set in the noise stream (the noise of set
+            p is drawn as that of set ``set_offset + p``): a slice of a sweep run alone with
+            its offset reproduces the whole run's numbers (:func:`neuralmass.sweep`).
 
     Returns:
         A :class:`Result`; ``res.data`` is (time, state variable, region, parameter set);
@@ -89,7 +95,7 @@ def simulate(
     plan = make_plan(
         model, connectivity, params, dt=dt, n_steps=n_steps, integrator=integrator,
         noise=noise, seed=seed, initial_state=initial_state, initial_history=initial_history,
-        monitors=monitors, dtype=dtype,
+        monitors=monitors, dtype=dtype, set_offset=set_offset,
     )
     states, exposures, first_step = get_backend(backend).run(
         plan, progress=progress, return_first_nonfinite=True)
@@ -110,7 +116,35 @@ def simulate(
         diverged=diverged,
         first_nonfinite_step=first_step,
         backend=backend,
+        plain_exposures=plain_exposures(model),
+        metadata=run_metadata(plan, backend, noise),
     )
+
+
+def model_hash(model: Model) -> str:
+    """16 hex digits of SHA-256 over the model's IR (its file path left out)."""
+    text = repr(dataclasses.replace(model, source=None))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plain_exposures(model: Model) -> tuple[tuple[str, str], ...]:
+    """(exposure, state variable) for each exposure that is just a state variable."""
+    states = dict(zip(model.state_symbols, model.state_names, strict=True))
+    return tuple((e.name, states[e.expression]) for e in model.exposures
+                 if e.expression in states)
+
+
+def run_metadata(plan, backend: str, noise) -> tuple[tuple[str, object], ...]:
+    """The (key, value) pairs that describe a run, as stored in result files."""
+    from . import __version__
+
+    return (("model", plan.model.name), ("model_hash", model_hash(plan.model)),
+            ("dt", plan.dt), ("n_steps", plan.n_steps), ("integrator", plan.integrator.name),
+            ("noise", "model default" if noise is None else repr(noise)),
+            ("stochastic", int(plan.noise_std is not None)),
+            ("seed", plan.seed), ("backend", backend),
+            ("dtype", np.dtype(plan.dtype).name), ("set_offset", plan.set_offset),
+            ("neuralmass_version", __version__), ("time_units", "ms"))
 
 
 def _per_set(value, n_sets: int):

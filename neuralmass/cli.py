@@ -12,11 +12,14 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import models as bundled
+from ._cli_sweep import sweep_command
 from .connectivity import Connectivity
 from .errors import DivergenceWarning, NeuralmassError
+from .io import check_output_path
 from .model import Model
 from .params import grid as make_grid
 
@@ -29,7 +32,8 @@ console = Console()
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    # escaped: a message such as "install neuralmass[cuda]" is not rich markup
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code=2)
 
 
@@ -48,9 +52,9 @@ def _connectivity(spec: str, speed: float | None) -> Connectivity:
             conn = Connectivity.from_tvb_data(int(spec.split(":", 1)[1])).normalized()
         else:
             conn = Connectivity.from_tvb_zip(spec)
+        return conn if speed is None else conn.with_speed(speed)
     except (NeuralmassError, ValueError) as err:
         raise _fail(str(err)) from None
-    return conn if speed is None else conn.with_speed(speed)
 
 
 def parse_grid(model: Model, specs: list[str], grid_all: int | None) -> dict[str, np.ndarray]:
@@ -159,7 +163,8 @@ def run(
     dtype: Annotated[str | None, typer.Option(
         help="float64 or float32 (default: float32 on cuda, float64 otherwise)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the initial state and the noise")] = 0,
-    output: Annotated[str | None, typer.Option("-o", "--output", help="write an .npz")] = None,
+    output: Annotated[str | None, typer.Option(
+        "-o", "--output", help="write .nc, .zarr or .npz (the suffix picks)")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = False,
 ) -> None:
     """Simulate MODEL on a connectome for a grid of parameter sets."""
@@ -177,6 +182,11 @@ def run(
             raise _fail(f"--param {spec!r}: expected NAME=VALUE") from None
         if not sep:
             raise _fail(f"--param {spec!r}: expected NAME=VALUE")
+    if output:
+        try:
+            check_output_path(output)
+        except NeuralmassError as err:
+            raise _fail(str(err)) from None
     start = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -380,5 +390,12 @@ def bench(
         console.print(f"wrote {plot}", highlight=False)
 
 
+app.command("sweep")(sweep_command)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m neuralmass.cli
+    main()

@@ -45,6 +45,8 @@ class RunPlan:
             state, or (max_delay + 1, n_cvar, N[, P]) with row max_delay being t = 0.
         monitor: what to record; seed: for noise (and nothing else once planned).
         dtype: np.float32 or np.float64.
+        set_offset: the global index of this run's first set in the noise stream (a shard
+            of a sweep over sets ``set_offset …``: its noise equals the whole sweep's).
     """
 
     model: Model
@@ -63,6 +65,7 @@ class RunPlan:
     monitor: MonitorPlan
     seed: int
     dtype: type
+    set_offset: int = 0
 
     @property
     def n_nodes(self) -> int:
@@ -246,6 +249,7 @@ def make_plan(
     initial_history=None,
     monitors=("raw",),
     dtype: str = "float64",
+    set_offset: int = 0,
 ) -> RunPlan:
     """Validate the arguments of :func:`neuralmass.simulate` and resolve their defaults."""
     if not isinstance(model, Model):
@@ -262,6 +266,7 @@ def make_plan(
         raise ParameterError(f"dt must be a positive number of ms, but got {dt!r}")
     n_steps = _as_int("n_steps", n_steps, 1)
     seed = _as_int("seed", seed, 0)
+    set_offset = _as_int("set_offset", set_offset, 0)
     if dtype not in DTYPES and np.dtype(dtype).name not in DTYPES:
         raise ParameterError(f"dtype must be 'float32' or 'float64', but got {dtype!r}")
     np_dtype = DTYPES[np.dtype(dtype).name]
@@ -309,4 +314,5 @@ def make_plan(
         monitor=monitor,
         seed=seed,
         dtype=np_dtype,
+        set_offset=set_offset,
     )

@@ -28,6 +28,10 @@ class Result(eqx.Module):
             :mod:`neuralmass.divergence` for how each backend finds it.
         backend: the backend that ran (``"jax"``, ``"numba"`` or ``"cuda"``), set by
             :func:`~neuralmass.simulate`; ``None`` for a Result built otherwise.
+        plain_exposures: (exposure, state variable) pairs of exposures that are just a
+            state variable (stored once in files).
+        metadata: (key, value) pairs describing the run: model, model_hash, dt (ms),
+            n_steps, integrator, noise, seed, backend, dtype, neuralmass_version.
     """
 
     time: np.ndarray
@@ -41,6 +45,8 @@ class Result(eqx.Module):
     diverged: object = None
     first_nonfinite_step: object = None
     backend: str | None = eqx.field(static=True, default=None)
+    plain_exposures: tuple[tuple[str, str], ...] = eqx.field(static=True, default=())
+    metadata: tuple[tuple[str, object], ...] = eqx.field(static=True, default=())
 
     @property
     def n_sets(self) -> int:
@@ -55,41 +61,29 @@ class Result(eqx.Module):
         return self.exposures[:, self.exposure_names.index(name)]
 
     def to_xarray(self):
-        """An ``xarray.Dataset`` with labelled dims (time, region, set) per variable; needs
-        the optional ``xarray`` package."""
-        try:
-            import xarray
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("to_xarray() needs xarray: pip install 'neuralmass[xarray]'") \
-                from None
-        coords = {"time": np.asarray(self.time), "region": list(self.region_labels),
-                  "set": np.arange(self.n_sets)}
-        variables = {name: (("time", "region", "set"), np.asarray(self.data[:, i]))
-                     for i, name in enumerate(self.state_names)}
-        for i, name in enumerate(self.exposure_names):
-            key = name if name not in variables else f"exposure_{name}"
-            variables[key] = (("time", "region", "set"), np.asarray(self.exposures[:, i]))
-        for name, value in self.params.items():
-            coords[name] = ("set", np.broadcast_to(np.asarray(value), (self.n_sets,)))
-        coords.update(self._divergence())
-        return xarray.Dataset(variables, coords=coords, attrs={"monitor": self.monitor})
+        """An ``xarray.Dataset``: every state variable and (non-trivial) exposure as a data
+        variable with dims (time, region, set), swept parameters as coordinates along
+        ``set``, ``diverged``/``first_nonfinite_step`` along ``set`` and the run's metadata
+        as attributes; layout in :mod:`neuralmass._xarray`."""
+        from ._xarray import to_dataset
+
+        return to_dataset(self)
+
+    def to_netcdf(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_xarray` as NetCDF-4 (h5netcdf); read it back with
+        :func:`neuralmass.load_result` or ``xarray.open_dataset``."""
+        self.to_xarray().to_netcdf(path, engine="h5netcdf")
+
+    def to_zarr(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_xarray` as a Zarr store (overwriting one at ``path``)."""
+        self.to_xarray().to_zarr(path, mode="w")
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write an ``.npz`` file: time, data, exposures, the names, ``param_<name>`` and, when
-        checked, ``diverged`` and ``first_nonfinite_step``."""
-        np.savez_compressed(
-            path,
-            time=np.asarray(self.time),
-            data=np.asarray(self.data),
-            exposures=np.asarray(self.exposures),
-            state_names=np.array(self.state_names),
-            exposure_names=np.array(self.exposure_names),
-            region_labels=np.array(self.region_labels),
-            monitor=np.array(self.monitor),
-            **{f"param_{k}": np.broadcast_to(np.asarray(v), (self.n_sets,))
-               for k, v in self.params.items()},
-            **{k: v for k, (_, v) in self._divergence().items()},
-        )
+        """Write ``path`` in the format its suffix names: ``.nc``, ``.zarr`` or ``.npz``
+        (:func:`neuralmass.io.check_output_path` says which suffixes are valid)."""
+        from .io import save_result
+
+        save_result(self, path)
 
     def _divergence(self) -> dict:
         """``{name: ("set", (P,) array)}`` of the divergence fields that were checked."""

@@ -60,7 +60,7 @@ REQUIREMENTS = {
     "numba": (lambda: backend_import_error("numba"), "a core dependency: reinstall neuralmass"),
     "tvb": (_modules("tvb.simulator", "tvb.datatypes.connectivity", "tvb_data"),
             "install the 'tvb' extra: uv run --extra tvb ..."),
-    "xarray": (_modules("xarray"), "install the 'xarray' extra: uv run --extra xarray ..."),
+    "xarray": (_modules("xarray"), "xarray is a dependency of neuralmass: reinstall it (uv sync)"),
     "nvcc": (_program("nvcc"), "install the CUDA toolkit"),
     "gpu": (_gpu, "install the 'cuda' extra on a machine with an NVIDIA GPU"),
 }

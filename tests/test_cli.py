@@ -59,9 +59,9 @@ def test_run_writes_a_result_file_and_a_summary(tmp_path):
         "--monitor", "temporal_average:1.0", "--backend", "jax", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "3 parameter sets × 200 steps" in result.output
-    saved = np.load(out)
-    assert saved["data"].shape == (20, 1, 76, 3)
-    np.testing.assert_allclose(saved["param_global_coupling"], [0, 0.25, 0.5])
+    saved = nm.load_result(out)
+    assert saved.data.shape == (20, 1, 76, 3)
+    np.testing.assert_allclose(saved.params["global_coupling"], [0, 0.25, 0.5])
 
 
 def test_run_reports_bad_arguments_without_a_traceback():
@@ -135,6 +135,30 @@ def test_options_that_do_not_conflict_run_each_as_given(tmp_path):
                                  "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "2 parameter sets × 10 steps" in result.output
-    saved = np.load(out)
-    np.testing.assert_array_equal(saved["param_eta"], [-5, -4])  # exact: linspace's ends
-    np.testing.assert_array_equal(saved["param_global_coupling"], [0.1, 0.1])
+    saved = nm.load_result(out).params
+    np.testing.assert_array_equal(saved["eta"], [-5, -4])  # exact: linspace's ends
+    np.testing.assert_array_equal(saved["global_coupling"], [0.1, 0.1])
+
+
+def test_user_mistakes_are_errors_before_the_run(tmp_path):
+    """--speed 0, an output without a known suffix or in a missing folder: exit 2 with a
+    message, no traceback, nothing simulated."""
+    for extra, message in ((["--speed", "0"], "speed must be"),
+                           (["-o", str(tmp_path / "out_noext")], "must end in one of"),
+                           (["-o", str(tmp_path / "no" / "x.npz")], "does not exist")):
+        result = runner.invoke(app, ["run", "kuramoto", "--steps", "5", *extra])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())  # rich wraps long lines
+        assert message in text and "Traceback" not in text and "parameter sets" not in text
+
+
+def test_error_text_keeps_brackets():
+    """rich markup is escaped: 'neuralmass[cuda]' survives in an error message."""
+    import contextlib
+    import io
+
+    from neuralmass.cli import _fail
+    stream = io.StringIO()
+    with contextlib.redirect_stderr(stream):  # Console(stderr=True) writes to sys.stderr
+        _fail("install neuralmass[cuda]")
+    assert "neuralmass[cuda]" in stream.getvalue()

@@ -165,9 +165,9 @@ def test_finite_runs_report_no_divergence_and_save_it(tmp_path):
     np.testing.assert_array_equal(res.diverged, [False, False])
     np.testing.assert_array_equal(res.first_nonfinite_step, [-1, -1])
     res.save(tmp_path / "run.npz")
-    with np.load(tmp_path / "run.npz") as saved:
-        np.testing.assert_array_equal(saved["diverged"], [False, False])
-        np.testing.assert_array_equal(saved["first_nonfinite_step"], [-1, -1])
+    saved = nm.load_result(tmp_path / "run.npz")
+    np.testing.assert_array_equal(saved.diverged, [False, False])
+    np.testing.assert_array_equal(saved.first_nonfinite_step, [-1, -1])
 
 
 def test_traced_runs_skip_the_bookkeeping(jax_x64):

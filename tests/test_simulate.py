@@ -670,16 +670,16 @@ def test_result_save_round_trip(tmp_path):
     res = _monitored("jax", "temporal_average:0.5")
     path = tmp_path / "run.npz"
     res.save(path)
-    with np.load(path) as saved:
-        np.testing.assert_array_equal(saved["time"], res.time)
-        np.testing.assert_array_equal(saved["data"], res.data)
-        np.testing.assert_array_equal(saved["exposures"], res.exposures)
-        assert tuple(saved["state_names"]) == res.state_names
-        assert tuple(saved["exposure_names"]) == res.exposure_names
-        assert tuple(saved["region_labels"]) == res.region_labels
-        assert str(saved["monitor"]) == "temporal_average"
-        for name, value in res.params.items():
-            np.testing.assert_array_equal(saved[f"param_{name}"], value)
+    saved = nm.load_result(path)
+    np.testing.assert_array_equal(saved.time, res.time)
+    np.testing.assert_array_equal(saved.data, res.data)
+    np.testing.assert_array_equal(saved.exposures, res.exposures)
+    assert saved.state_names == res.state_names
+    assert saved.exposure_names == res.exposure_names
+    assert saved.region_labels == res.region_labels
+    assert saved.monitor == "temporal_average"
+    for name, value in res.params.items():
+        np.testing.assert_array_equal(saved.params[name], value)
 
 
 def test_simulate_by_name_with_default_connectivity():
@@ -717,7 +717,6 @@ def test_float32_close_to_float64(backend):
 
 
 def test_to_xarray():
-    pytest.importorskip("xarray", reason="xarray is not installed (install the 'xarray' extra)")
     res = _monitored("jax", "raw")
     ds = res.to_xarray()
     np.testing.assert_array_equal(ds["r"].values, res.state("r"))

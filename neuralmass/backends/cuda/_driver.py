@@ -224,7 +224,7 @@ def _run_batches(device, plan, spec, plan_, on_device, states, exposures, first_
                    for _ in range(2 if n_samples > chunk else 1)]
         base = [None if role in _SCALARS else on_device.get(role) for _, role in spec.arguments]
         where = {role: index for index, (_, role) in enumerate(spec.arguments)}
-        fixed = {"n_sets": np.int32(size), "set_offset": np.int32(batch.start),
+        fixed = {"n_sets": np.int32(size), "set_offset": np.int32(plan.set_offset + batch.start),
                  "seed_lo": np.uint32(seed & 0xFFFFFFFF),
                  "seed_hi": np.uint32((seed >> 32) & 0xFFFFFFFF)}
         for role, value in fixed.items():

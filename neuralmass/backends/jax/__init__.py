@@ -49,6 +49,7 @@ def run(plan: RunPlan, *, progress: bool = False, return_first_nonfinite: bool =
         )
         states, exposures, first = simulator(plan.params, plan.initial_state,
                                              plan.initial_history, seed=plan.seed,
+                                             set_offset=plan.set_offset,
                                              return_first_nonfinite=True)
         if not traced:
             states, exposures = np.asarray(states), np.asarray(exposures)

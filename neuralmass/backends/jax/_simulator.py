@@ -86,7 +86,8 @@ class Simulator(eqx.Module):
 
     # ------------------------------------------------------------------ public call
     def __call__(self, params: Mapping[str, object] | None = None, initial_state=None,
-                 initial_history=None, seed: int = 0, *, return_first_nonfinite: bool = False):
+                 initial_history=None, seed: int = 0, *, set_offset: int = 0,
+                 return_first_nonfinite: bool = False):
         params = dict(params or {})
         unknown = set(params) - set(self.parameter_names)
         if unknown:
@@ -123,7 +124,7 @@ class Simulator(eqx.Module):
                 self, tuple(v[sets] if axis == 0 else v for v, axis in zip(values, axes)),
                 tuple(axes), state[..., sets] if state.ndim == 3 else state,
                 history[..., sets] if history is not None and history.ndim == 4 else history,
-                key, table, speed_index[sets], jnp.int32(start)))
+                key, table, speed_index[sets], jnp.int32(set_offset + start)))
         states, exposures, first = (jnp.concatenate(p, axis=-1) if len(parts) > 1 else p[0]
                                     for p in zip(*parts))
         return (states, exposures, first) if return_first_nonfinite else (states, exposures)

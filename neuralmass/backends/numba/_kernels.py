@@ -61,7 +61,7 @@ nm_zeros = nm_edge = nm_node = nm_channels = nm_exposures = nm_record = None
 
 def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight, near_end,
                  indptr, far_start, far_delay, far_target, far_weight, rowsum, params, sets,
-                 n_valid, key, every, window, totals, out_states, out_exposures,
+                 set_offset, n_valid, key, every, window, totals, out_states, out_exposures,
                  first_nonfinite):
     """Advance one tile through steps ``k_start … k_stop - 1`` and record the monitor.
 
@@ -108,7 +108,7 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
                 if NM_STOCHASTIC:
                     for p in range(NM_LANES):
                         for block in range((NM_STATE + 3) // 4):
-                            z4 = normals4(key[0], key[1], k, i, sets[p], block,
+                            z4 = normals4(key[0], key[1], k, i, sets[p] + set_offset, block,
                                           x.dtype.type)
                             for m in range(min(4, NM_STATE - 4 * block)):
                                 noise[(4 * block + m) * NM_LANES + p] = z4[m]

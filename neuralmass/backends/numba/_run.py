@@ -190,6 +190,7 @@ class Prepared:
         self.out_exposures = np.empty((monitor.n_samples, lowering.n_exposures, N,
                                        plan.n_sets), dtype)
         self.key = np.array(seed_key(plan.seed), dtype=np.uint64)
+        self.set_offset = np.int64(plan.set_offset)
         self.first_nonfinite = np.full((tiles.n_tiles, L), -1, np.int64)
 
     # ------------------------------------------------------------------ kernels
@@ -209,7 +210,8 @@ class Prepared:
             int(self.history_start[t]), int(tiles.history_mask[t]), self.delays[s],
             self.sources[s], self.weights[s], self.near_end[s], self.indptr,
             self.far_start[s], self.far_delay[s], self.far_target[s], self.far_weight[s],
-            self.rowsum, self.params[t], tiles.sets[t], int(tiles.valid[t]), self.key,
+            self.rowsum, self.params[t], tiles.sets[t], self.set_offset, int(tiles.valid[t]),
+            self.key,
             self.every, self.window, self.totals[t], self.out_states, self.out_exposures,
             self.first_nonfinite[t])
 
