@@ -41,7 +41,8 @@ from neuralmass.backends.cuda import _kernel, _printer
 from neuralmass.errors import BackendUnavailableError
 from neuralmass.plan import make_plan
 
-MODELS = ("epileptor", "generic2d", "kuramoto", "montbrio", "rwongwang")  # with REGIMES
+MODELS = ("epileptor", "generic2d", "kuramoto", "montbrio", "rwongwang",  # with REGIMES
+          "linear", "hopfield", "sup_hopf", "coombes_byrne2d")
 CONNECTIVITY = nm.Connectivity.default()
 N_STEPS = 1000
 BLOCK = 4  # emulated threads per block: P = 5 sets leave a partial block
@@ -59,6 +60,11 @@ REGIMES = {
     "montbrio": dict(params={"eta": np.linspace(-5.0, -4.0, N_SETS),
                              "cv": np.linspace(0.0, 0.1, N_SETS)}),
     "rwongwang": dict(params={"G": np.linspace(0.5, 2.0, N_SETS), "I_o": 0.45, "W_i": 0.5}),
+    "linear": dict(params={"global_coupling": np.linspace(0.0, 0.5, N_SETS)}),
+    "hopfield": dict(params={"global_coupling": np.linspace(0.0, 0.08, N_SETS)}),
+    "sup_hopf": dict(params={"a": np.linspace(-0.5, 0.5, N_SETS), "global_coupling": 0.1}),
+    "coombes_byrne2d": dict(params={"eta": np.linspace(1.5, 2.5, N_SETS),
+                                    "global_coupling": 0.1}, dt=0.01),
 }
 NUMBA = "numba" in available_backends()
 
