@@ -165,6 +165,7 @@ STABLE_STATES = {
     "hopfield": (0.5, 0.5),
     "sup_hopf": (0.0, 0.0),
     "coombes_byrne2d": (0.5, -0.5),
+    "larter_breakspear": (-0.2, 0.2, 0.0),
 }
 #: Half-width of the uniform perturbation around :data:`STABLE_STATES` per state variable.
 STABLE_SPREAD = {
@@ -177,6 +178,7 @@ STABLE_SPREAD = {
     "hopfield": (0.5, 0.5),
     "sup_hopf": (1.0, 1.0),
     "coombes_byrne2d": (0.2, 0.3),
+    "larter_breakspear": (0.3, 0.2, 0.2),
 }
 
 

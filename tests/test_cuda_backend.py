@@ -42,7 +42,7 @@ from neuralmass.errors import BackendUnavailableError
 from neuralmass.plan import make_plan
 
 MODELS = ("epileptor", "generic2d", "kuramoto", "montbrio", "rwongwang",  # with REGIMES
-          "linear", "hopfield", "sup_hopf", "coombes_byrne2d")
+          "linear", "hopfield", "sup_hopf", "coombes_byrne2d", "larter_breakspear")
 CONNECTIVITY = nm.Connectivity.default()
 N_STEPS = 1000
 BLOCK = 4  # emulated threads per block: P = 5 sets leave a partial block
@@ -65,6 +65,8 @@ REGIMES = {
     "sup_hopf": dict(params={"a": np.linspace(-0.5, 0.5, N_SETS), "global_coupling": 0.1}),
     "coombes_byrne2d": dict(params={"eta": np.linspace(1.5, 2.5, N_SETS),
                                     "global_coupling": 0.1}, dt=0.01),
+    "larter_breakspear": dict(params={"global_coupling": np.linspace(0.0, 0.5, N_SETS)},
+                              dt=0.2),
 }
 NUMBA = "numba" in available_backends()
 
