@@ -166,6 +166,7 @@ STABLE_STATES = {
     "sup_hopf": (0.0, 0.0),
     "coombes_byrne2d": (0.5, -0.5),
     "larter_breakspear": (-0.2, 0.2, 0.0),
+    "epileptor2d": (-1.5, 3.2),
 }
 #: Half-width of the uniform perturbation around :data:`STABLE_STATES` per state variable.
 STABLE_SPREAD = {
@@ -179,6 +180,7 @@ STABLE_SPREAD = {
     "sup_hopf": (1.0, 1.0),
     "coombes_byrne2d": (0.2, 0.3),
     "larter_breakspear": (0.3, 0.2, 0.2),
+    "epileptor2d": (0.1, 0.05),
 }
 
 

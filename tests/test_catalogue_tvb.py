@@ -35,6 +35,7 @@ CASES = {
     "sup_hopf": (0.1, dict(global_coupling=0.1), (0.0, 0.0), (1.0, 1.0)),
     "coombes_byrne2d": (0.01, dict(global_coupling=0.1), (0.5, -0.5), (0.2, 0.3)),
     "larter_breakspear": (0.2, dict(global_coupling=0.5), (-0.2, 0.2, 0.0), (0.3, 0.2, 0.2)),
+    "epileptor2d": (0.05, dict(global_coupling=0.1, Ks=-0.2, Kvf=0.1), (-1.5, 3.2), (0.1, 0.05)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
