@@ -43,7 +43,7 @@ from neuralmass.plan import make_plan
 
 MODELS = ("epileptor", "generic2d", "kuramoto", "montbrio", "rwongwang",  # with REGIMES
           "linear", "hopfield", "sup_hopf", "coombes_byrne2d", "larter_breakspear",
-          "epileptor2d")
+          "epileptor2d", "epileptor_resting_state")
 CONNECTIVITY = nm.Connectivity.default()
 N_STEPS = 1000
 BLOCK = 4  # emulated threads per block: P = 5 sets leave a partial block
@@ -71,6 +71,8 @@ REGIMES = {
                                       "global_coupling": 0.1}, dt=0.1),
     "epileptor2d": dict(params={"Ks": -0.2, "Kvf": 0.1, "x0": np.linspace(-1.6, -2.0, N_SETS)},
                         dt=0.05),
+    "epileptor_resting_state": dict(params={"Ks": -0.2, "Kf": 0.1,
+                                            "x0": np.linspace(-1.6, -2.0, N_SETS)}, dt=0.05),
 }
 NUMBA = "numba" in available_backends()
 
