@@ -167,7 +167,7 @@ STABLE_STATES = {
     "coombes_byrne2d": (0.5, -0.5),
     "larter_breakspear": (-0.2, 0.2, 0.0),
     "epileptor2d": (-1.5, 3.2),
-    "epileptor_resting_state": (-1.6, -12.5, 3.8, -1.0, 0.005, 0.0, 1.0, 0.0),
+    "epileptor_resting_state": (-1.5, -10.0, 3.2, -0.9, 0.0, -0.1, 1.0, 0.0),
 }
 #: Half-width of the uniform perturbation around :data:`STABLE_STATES` per state variable.
 STABLE_SPREAD = {
@@ -182,7 +182,7 @@ STABLE_SPREAD = {
     "coombes_byrne2d": (0.2, 0.3),
     "larter_breakspear": (0.3, 0.2, 0.2),
     "epileptor2d": (0.1, 0.05),
-    "epileptor_resting_state": (0.2, 2.5, 0.2, 0.1, 0.004, 0.5, 1.0, 2.0),
+    "epileptor_resting_state": (0.1, 0.5, 0.05, 0.1, 0.05, 0.02, 0.5, 0.5),
 }
 
 
