@@ -161,6 +161,13 @@ STABLE_STATES = {
     "epileptor": (-1.5, -10.0, 3.2, -0.9, 0.0, -0.1),
     "rwongwang": (0.2, 0.1),
     "generic2d": (-1.0, -3.0),
+    "linear": (0.0,),
+    "hopfield": (0.5, 0.5),
+    "sup_hopf": (0.0, 0.0),
+    "coombes_byrne2d": (0.5, -0.5),
+    "larter_breakspear": (-0.2, 0.2, 0.0),
+    "epileptor2d": (-1.5, 3.2),
+    "epileptor_resting_state": (-1.5, -10.0, 3.2, -0.9, 0.0, -0.1, 1.0, 0.0),
 }
 #: Half-width of the uniform perturbation around :data:`STABLE_STATES` per state variable.
 STABLE_SPREAD = {
@@ -169,6 +176,13 @@ STABLE_SPREAD = {
     "epileptor": (0.1, 0.5, 0.05, 0.1, 0.05, 0.02),
     "rwongwang": (0.1, 0.05),
     "generic2d": (0.5, 1.0),
+    "linear": (1.0,),
+    "hopfield": (0.5, 0.5),
+    "sup_hopf": (1.0, 1.0),
+    "coombes_byrne2d": (0.2, 0.3),
+    "larter_breakspear": (0.3, 0.2, 0.2),
+    "epileptor2d": (0.1, 0.05),
+    "epileptor_resting_state": (0.1, 0.5, 0.05, 0.1, 0.05, 0.02, 0.5, 0.5),
 }
 
 

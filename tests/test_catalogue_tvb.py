@@ -50,6 +50,11 @@ CASES = {
     # K_o = K_o0 - 3 DKi + Kg > 0 (TVB's dfun takes log(K_o / K_i))
     "k_ion_ex": (0.01, dict(global_coupling=0.1), (0.5, -40.0, 0.3, -5.0, -7.0),
                  (0.3, 25.0, 0.2, 2.0, 2.0)),
+    "larter_breakspear": (0.2, dict(global_coupling=0.5), (-0.2, 0.2, 0.0), (0.3, 0.2, 0.2)),
+    "epileptor2d": (0.05, dict(global_coupling=0.1, Ks=-0.2, Kvf=0.1), (-1.5, 3.2), (0.1, 0.05)),
+    "epileptor_resting_state": (0.05, dict(global_coupling=0.1, Ks=-0.2, Kf=0.1),
+                                (-1.6, -12.5, 3.8, -1.0, 0.005, 0.0, 1.0, 0.0),
+                                (0.2, 2.5, 0.2, 0.1, 0.004, 0.5, 1.0, 2.0)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}

@@ -40,7 +40,9 @@ from neuralmass.backends.cuda import _kernel, _printer
 from neuralmass.errors import BackendUnavailableError, ModelError, ParameterError
 from neuralmass.plan import make_plan
 
-MODELS = ("epileptor", "generic2d", "kuramoto", "montbrio", "rwongwang")  # with REGIMES
+MODELS = ("epileptor", "generic2d", "kuramoto", "montbrio", "rwongwang",  # with REGIMES
+          "linear", "hopfield", "sup_hopf", "coombes_byrne2d", "larter_breakspear",
+          "epileptor2d", "epileptor_resting_state")
 CONNECTIVITY = nm.Connectivity.default()
 N_STEPS = 1000
 BLOCK = 4  # emulated threads per block: P = 5 sets leave a partial block
@@ -48,7 +50,8 @@ N_SETS = 5
 
 #: Per model: swept parameters (5 sets), dt and fixed parameters of a coupled, non-chaotic
 #: regime (TVB's epilepsy demo for the Epileptor; the Reduced Wong-Wang with I_o = 0.45,
-#: W_i = 0.5 keeps x_e and x_i away from 0, where H(x) = x / (1 - exp(-d x)) is 0/0).
+#: W_i = 0.5 keeps x_e and x_i away from 0, where H(x) = x / (1 - exp(-d x)) is 0/0; the
+#: Larter-Breakspear with d_V < 0.55, fixed-point columns: TVB's d_V = 0.65 is chaotic).
 REGIMES = {
     "epileptor": dict(params={"Ks": -0.2, "Kf": 0.1, "x0": np.linspace(-1.6, -2.0, N_SETS)},
                       dt=0.05),
@@ -58,6 +61,17 @@ REGIMES = {
     "montbrio": dict(params={"eta": np.linspace(-5.0, -4.0, N_SETS),
                              "cv": np.linspace(0.0, 0.1, N_SETS)}),
     "rwongwang": dict(params={"G": np.linspace(0.5, 2.0, N_SETS), "I_o": 0.45, "W_i": 0.5}),
+    "linear": dict(params={"global_coupling": np.linspace(0.0, 0.5, N_SETS)}),
+    "hopfield": dict(params={"global_coupling": np.linspace(0.0, 0.08, N_SETS)}),
+    "sup_hopf": dict(params={"a": np.linspace(-0.5, 0.5, N_SETS), "global_coupling": 0.1}),
+    "coombes_byrne2d": dict(params={"eta": np.linspace(1.5, 2.5, N_SETS),
+                                    "global_coupling": 0.1}, dt=0.01),
+    "larter_breakspear": dict(params={"d_V": np.linspace(0.45, 0.5, N_SETS),
+                                      "global_coupling": 0.1}, dt=0.1),
+    "epileptor2d": dict(params={"Ks": -0.2, "Kvf": 0.1, "x0": np.linspace(-1.6, -2.0, N_SETS)},
+                        dt=0.05),
+    "epileptor_resting_state": dict(params={"Ks": -0.2, "Kf": 0.1,
+                                            "x0": np.linspace(-1.6, -2.0, N_SETS)}, dt=0.05),
 }
 NUMBA = "numba" in available_backends()
 
