@@ -132,4 +132,5 @@ def _run(problem, optimiser, rows, generations, store, attrs, progress, callback
 
 
 fit.FitResult = FitResult
+fit.parse_terms = parse_terms
 fit.L2LOptimizee = L2LOptimizee

@@ -25,7 +25,10 @@ class CMAES:
 
         # pycma reads seed 0 as "seed from the clock": shift by one to stay reproducible.
         opts = {"popsize": population, "bounds": [0.0, 1.0], "seed": seed + 1,
-                "verbose": -9, "BoundaryHandler": cma.BoundTransform, **(options or {})}
+                "verbose": -9, "BoundaryHandler": cma.BoundTransform}
+        if d == 1:  # pycma 4.5 capping the std at 1/3 of the range fails in 1-D (ValueError)
+            opts["maxstd_boundrange"] = np.inf
+        opts.update(options or {})
         x0 = np.full(d, 0.5) if x0 is None else np.asarray(x0, dtype=float)
         self.es = cma.CMAEvolutionStrategy(x0, sigma0, opts)
 
@@ -99,11 +102,14 @@ class Gradient:
                           else optax.lbfgs(**(options or {})))
         self.lbfgs = method == "lbfgs"
         self.opt_state = self.optimizer.init(self.z)
-        self._functions = None
+        self._update = None
 
     def _compile(self, problem):
+        """One jitted step: value and gradient, then the optimiser's update (L-BFGS's line
+        search calls the loss again inside the same compiled function)."""
         import jax
         import jax.numpy as jnp
+        import optax
 
         def loss(z):
             unit = jax.nn.sigmoid(z)
@@ -111,27 +117,26 @@ class Gradient:
             ok = jnp.isfinite(values)
             return -jnp.sum(jnp.where(ok, values, 0.0)), values
 
-        value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
-        scalar = jax.jit(lambda z: loss(z)[0])
-        self._functions = value_and_grad, scalar
+        def update(z, opt_state):
+            (value, values), grad = jax.value_and_grad(loss, has_aux=True)(z)
+            grad = jnp.where(jnp.isfinite(grad), grad, 0.0)
+            extra = ({"value": value, "grad": grad, "value_fn": lambda z: loss(z)[0]}
+                     if self.lbfgs else {})
+            updates, opt_state = self.optimizer.update(grad, opt_state, z, **extra)
+            return optax.apply_updates(z, updates), opt_state, values
+
+        self._update = jax.jit(update)
 
     def step(self, problem):
         import jax
-        import jax.numpy as jnp
-        import optax
 
         if problem.backend != "jax":
             raise ParameterError(f"method adam/lbfgs differentiates through the JAX backend; "
                                  f"pass backend='jax', not {problem.backend!r}")
-        if self._functions is None:
+        if self._update is None:
             self._compile(problem)
-        value_and_grad, scalar = self._functions
-        (value, values), grad = value_and_grad(self.z)
-        grad = jnp.where(jnp.isfinite(grad), grad, 0.0)
-        extra = {"value": value, "grad": grad, "value_fn": scalar} if self.lbfgs else {}
-        updates, self.opt_state = self.optimizer.update(grad, self.opt_state, self.z, **extra)
         points = np.asarray(jax.nn.sigmoid(self.z))
-        self.z = optax.apply_updates(self.z, updates)
+        self.z, self.opt_state, values = self._update(self.z, self.opt_state)
         values = np.asarray(values, dtype=float)
         bad = ~np.isfinite(values)
         return points, np.where(bad, problem.objective.worst, values), bad
