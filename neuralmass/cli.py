@@ -262,5 +262,11 @@ def codegen(
     sys.stdout.write(source)
 
 
+from .cli_fit import fit_command  # noqa: E402  (its own module, registered here)
+
+app.command("fit")(fit_command)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
+

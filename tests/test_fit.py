@@ -187,3 +187,51 @@ def test_objective_values_match_metrics():
                 - m.fcd_ks(m.fcd(x, 20, 5), m.fcd(emp, 20, 5)))
     np.testing.assert_allclose(obj(x, None), expected, rtol=1e-12)
     assert obj.worst == -1.0 - 2.0 - 1.0
+
+
+# ------------------------------------------------------------------ CLI, plot, L2L
+
+
+def test_cli_fit_writes_store_and_plot(tmp_path):
+    """``neuralmass fit`` with a grid of 3 points on the default 76 regions writes the
+    store and the figure, and rejects a malformed --free."""
+    pytest.importorskip("matplotlib")
+    from typer.testing import CliRunner
+
+    from neuralmass.cli import app
+
+    target = tmp_path / "fc.npy"
+    np.save(target, np.eye(76) * 0.5 + 0.5)
+    args = ["fit", "kuramoto", "--target", str(target), "--free", "global_coupling=0:1",
+            "--method", "grid", "--population", "3", "--steps", "60", "--dt", "0.5",
+            "--monitor", "raw", "-o", str(tmp_path / "fit.nc"), "--plot",
+            str(tmp_path / "fit.png")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "best objective" in result.output
+    assert (tmp_path / "fit.nc").exists() and (tmp_path / "fit.png").stat().st_size > 1000
+    bad = CliRunner().invoke(app, args[:4] + ["--free", "global_coupling=0"] + args[6:])
+    assert bad.exit_code != 0 and "expected NAME=LO:HI" in bad.output
+
+
+def test_l2l_optimizee_interface():
+    """The adapter against L2L's documented Optimizee interface with a fake trajectory:
+    individuals lie in the bounds, bounding_func clips, simulate returns the same 1-tuple
+    fitness as the batched evaluation."""
+    from types import SimpleNamespace
+
+    conn = small_connectivity(8)
+    groups = []
+    traj = SimpleNamespace(f_add_parameter_group=lambda name, doc: groups.append(name))
+    opt = nm.fit.L2LOptimizee("montbrio", conn, montbrio_target(conn),
+                              free={"global_coupling": (0.0, 1.0)}, traj=traj,
+                              objective="-fc_distance", initial_state=det_state(conn),
+                              transient=50, **FAST)
+    assert groups == ["individual"]
+    ind = opt.create_individual()
+    assert 0.0 <= ind["global_coupling"] <= 1.0
+    assert opt.bounding_func({"global_coupling": 3.0}) == {"global_coupling": 1.0}
+    traj.individual = SimpleNamespace(global_coupling=0.5)
+    (fitness,) = opt.simulate(traj)
+    batch = opt.simulate_generation([{"global_coupling": 0.5}, {"global_coupling": 0.2}])
+    assert fitness == pytest.approx(batch[0], rel=1e-12) and fitness > -1e-9
