@@ -15,6 +15,7 @@ from . import models as models
 from . import monitors as monitors
 from ._simulate import simulate as simulate
 from .connectivity import Connectivity as Connectivity
+from .fit import fit as fit
 from .io import load_result as load_result
 from .model import Model as Model
 from .models import load_model as load_model

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from . import models as bundled
 from ._cli_sweep import sweep_command
+from ._cli_fit import fit_command
 from .connectivity import Connectivity
 from .errors import DivergenceWarning, NeuralmassError
 from .io import check_output_path
@@ -391,6 +392,7 @@ def bench(
 
 
 app.command("sweep")(sweep_command)
+app.command("fit")(fit_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,1 @@
+"""Implementation of :func:`neuralmass.fit` (objectives, optimisers, store, result)."""
