@@ -16,8 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import models as bundled
-from ._cli_sweep import sweep_command
 from ._cli_fit import fit_command
+from ._cli_sweep import sweep_command
 from .connectivity import Connectivity
 from .errors import DivergenceWarning, NeuralmassError
 from .io import check_output_path
