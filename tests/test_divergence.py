@@ -202,6 +202,6 @@ def test_the_cli_reports_divergence_and_still_writes(tmp_path):
     text = " ".join(result.output.split())
     assert "1 of 2 parameter sets diverged" in text, text
     assert "step 1 (t = 0.1 ms), state variable 'x'" in text and "parameter set 1 (b=2)" in text
-    with np.load(output) as saved:
-        np.testing.assert_array_equal(saved["diverged"], [False, True])
-        assert np.isnan(saved["data"][..., 1]).all() and np.isfinite(saved["data"][..., 0]).all()
+    saved = nm.load_result(output)
+    np.testing.assert_array_equal(saved.diverged, [False, True])
+    assert np.isnan(saved.data[..., 1]).all() and np.isfinite(saved.data[..., 0]).all()
