@@ -59,7 +59,7 @@ def sweep_command(
     jobs: Annotated[int, typer.Option(help="SLURM: number of worker jobs")] = 1,
 ) -> None:
     """Sweep MODEL over a grid in shards into a resumable Zarr store (see nm.sweep)."""
-    from .cli import _connectivity, _fail, _load, check_conflicts, parse_grid
+    from .cli import _connectivity, _fail, _load, parse_params
     from .errors import NeuralmassError
 
     if workers is not None and scheduler is not None:
@@ -72,14 +72,7 @@ def sweep_command(
             return
         cluster.scale(jobs=jobs)
     the_model = _load(model)
-    check_conflicts(the_model, grid or [], grid_all, param or [], speed)
-    params: dict[str, object] = dict(parse_grid(the_model, grid or [], grid_all))
-    for spec in param or []:
-        name, sep, value = spec.partition("=")
-        try:
-            params[name.strip()] = float(value)
-        except ValueError:
-            raise _fail(f"--param {spec!r}: expected NAME=VALUE") from None
+    params = parse_params(the_model, grid or [], grid_all, param or [], speed)
     client = None
     if slurm:
         from dask.distributed import Client

@@ -119,6 +119,24 @@ def check_conflicts(model: Model, grid: list[str], grid_all: int | None, param: 
         seen[name] = option
 
 
+def parse_params(model: Model, grid: list[str], grid_all: int | None, param: list[str],
+                 speed: float | None) -> dict[str, object]:
+    """The parameter sets of ``--grid``/``--grid-all`` (see :func:`parse_grid`) with the
+    ``--param NAME=VALUE`` values that are the same in every set, after
+    :func:`check_conflicts`."""
+    check_conflicts(model, grid, grid_all, param, speed)
+    params: dict[str, object] = dict(parse_grid(model, grid, grid_all))
+    for spec in param:
+        name, sep, value = spec.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise _fail(f"--param {spec!r}: expected NAME=VALUE") from None
+        if not sep:
+            raise _fail(f"--param {spec!r}: expected NAME=VALUE")
+    return params
+
+
 @app.command("models")
 def list_models() -> None:
     """List the bundled models."""
@@ -172,17 +190,8 @@ def run(
     from ._simulate import simulate
 
     the_model = _load(model)
-    check_conflicts(the_model, grid or [], grid_all, param or [], speed)
+    params = parse_params(the_model, grid or [], grid_all, param or [], speed)
     connectivity = _connectivity(conn, speed)
-    params: dict[str, object] = dict(parse_grid(the_model, grid or [], grid_all))
-    for spec in param or []:
-        name, sep, value = spec.partition("=")
-        try:
-            params[name.strip()] = float(value)
-        except ValueError:
-            raise _fail(f"--param {spec!r}: expected NAME=VALUE") from None
-        if not sep:
-            raise _fail(f"--param {spec!r}: expected NAME=VALUE")
     if output:
         try:
             check_output_path(output)
