@@ -100,12 +100,14 @@ class CouplingTerm:
 
     For node i, with weights ``w[i, j]`` (to i from j) and integer delays ``d[i, j]``::
 
-        c_pop<k>[i] = scale * post( Σ_j w[i, j] * pre(x_i(t), source_j(t - d[i, j])) )
+        c_pop<k>[i] = scale * post( Σ_j w[i, j] * pre(x_i(t), sources_j(t - d[i, j])) )
 
     Attributes:
         index: k, as in ``c_pop<k>``.
-        source: the name of the coupled (delayed, presynaptic) state variable.
-        delayed: the symbol standing for ``source_j(t - d_ij)`` in ``pre`` (e.g. ``x1_j``).
+        sources: the names of the coupled (delayed, presynaptic) state variables, one or more
+            (TVB's SigmoidalJansenRit reads two: ``y1_j - y2_j``), in declaration order.
+        delayed: the symbols standing for ``source_j(t - d_ij)`` in ``pre``, one per source
+            (e.g. ``(x1_j,)``).
         pre: per-edge function of ``delayed``, the local state variables and parameters.
         post: function of ``summed`` (the weighted sum of ``pre``) and parameters; a ``post``
             without ``summed`` is a plain multiplier.
@@ -114,8 +116,8 @@ class CouplingTerm:
     """
 
     index: int
-    source: str
-    delayed: sympy.Symbol
+    sources: tuple[str, ...]
+    delayed: tuple[sympy.Symbol, ...]
     pre: sympy.Expr
     post: sympy.Expr
     summed: sympy.Symbol
@@ -188,8 +190,7 @@ class Model:
         """State variables kept in the delay history, in order of first use by a coupling."""
         names: list[str] = []
         for term in self.coupling_terms:
-            if term.source not in names:
-                names.append(term.source)
+            names += [source for source in term.sources if source not in names]
         return tuple(names)
 
     @property
@@ -277,8 +278,10 @@ class Model:
             for t in self.coupling_terms:
                 total = sympy.Symbol(f"Σ_j w_ij·({sympy.sstr(t.pre)})")
                 post = t.post_of_sum.xreplace({t.summed: total})
+                delayed = ", ".join(f"{d} = {s}[j](t - d_ij)"
+                                    for d, s in zip(t.delayed, t.sources, strict=True))
                 lines.append(f"    c_pop{t.index} = {sympy.sstr(t.scale)} * {sympy.sstr(post)}"
-                             f"   ({t.delayed} = {t.source}[j](t - d_ij))")
+                             f"   ({delayed})")
         if self.derived_variables:
             lines.append("  derived variables:")
             lines += [f"    {d.name} = {sympy.sstr(d.expression)}" for d in self.derived_variables]

@@ -220,7 +220,7 @@ class CouplingRule:
     Attributes:
         output: the ``c_pop<k>`` symbol the step program reads.
         sources: the state variables read delayed at the source node j, as kept in the
-            history (one today; TVB's SigmoidalJansenRit would read two, ``y1 - y2``).
+            history (one or more: TVB's SigmoidalJansenRit reads two, ``y1_j - y2_j``).
         delayed: the symbols that stand in ``pre`` for ``source_j(t - d_ij)``, one per source.
         local: the state symbols ``pre`` reads at the target node i (at time t), model order.
         pre: the per-edge expression of ``delayed``, ``local``, parameters, ``dt``, ``n_node``
@@ -338,8 +338,8 @@ def coupling_program(model: Model) -> CouplingProgram:
         pre = model.resolve(term.pre)
         rules.append(CouplingRule(
             output=term.symbol,
-            sources=(term.source,),
-            delayed=(term.delayed,),
+            sources=term.sources,
+            delayed=term.delayed,
             local=tuple(s for s in state if s in pre.free_symbols),
             pre=pre,
             summed=term.summed,

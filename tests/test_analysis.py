@@ -194,7 +194,7 @@ def network_jacobian(model, weights, params, state, h=1e-6):
     values = {symbol(k): v for k, v in {**model.defaults, **params}.items() if v is not None}
     f = sympy.lambdify([*model.state_symbols, *model.coupling_symbols],
                        [e.xreplace(values) for e in model.drift])
-    pres = [sympy.lambdify([*model.state_symbols, t.delayed], t.pre.xreplace(values))
+    pres = [sympy.lambdify([*model.state_symbols, *t.delayed], t.pre.xreplace(values))
             for t in model.coupling_terms]
     for t in model.coupling_terms:
         assert t.post == 1 and t.scale == symbol("global_coupling")
@@ -204,8 +204,8 @@ def network_jacobian(model, weights, params, state, h=1e-6):
         x = flat.reshape(n, size)
         inputs = []
         for t, pre in zip(model.coupling_terms, pres, strict=True):
-            source = x[model.state_names.index(t.source)]
-            edge = pre(*(x[k][:, None] for k in range(n)), source[None, :])
+            sources = [x[model.state_names.index(s)][None, :] for s in t.sources]
+            edge = pre(*(x[k][:, None] for k in range(n)), *sources)
             inputs.append(g * (weights * np.broadcast_to(edge, weights.shape)).sum(axis=1))
         return np.array([np.broadcast_to(v, (size,)) for v in f(*x, *inputs)]).ravel()
 

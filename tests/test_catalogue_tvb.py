@@ -55,6 +55,14 @@ CASES = {
     "epileptor_resting_state": (0.05, dict(global_coupling=0.1, Ks=-0.2, Kf=0.1),
                                 (-1.6, -12.5, 3.8, -1.0, 0.005, 0.0, 1.0, 0.0),
                                 (0.2, 2.5, 0.2, 0.1, 0.004, 0.5, 1.0, 2.0)),
+    # dt = 2**-4 ms as TVB's Jansen-Rit demos; y1 - y2 on both sides of the coupling sigmoid's
+    # midpoint (6 mV), so SigmoidalJansenRit's two delayed variables both matter
+    "jansen_rit": (2.0**-4, dict(global_coupling=1.0), (0.08, 15.0, 10.0, 0.0, 0.0, 0.0),
+                   (0.05, 5.0, 5.0, 0.5, 2.0, 2.0)),
+    # dt as Jansen-Rit's; v6 (the coupled variable, v2 - v3 at rest) near the sigmoid's rho_2
+    "zetterberg_jansen": (2.0**-4, dict(global_coupling=1.0),
+                          (4.0, 0.0, 8.0, 0.0, 10.0, 0.0, 4.0, 0.0, 1.0, 0.0, 2.0, 3.0),
+                          (2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 1.0, 1.0, 2.0, 2.0)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}

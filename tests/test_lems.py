@@ -625,8 +625,8 @@ def coupling(name="coupling_x", delayed='<Parameter name="x_j" dimension="0"/>',
 def test_coupling_term(tmp_path):
     model = load(tmp_path, make())
     (term,) = model.coupling_terms
-    assert (term.index, term.source, term.delayed, term.line) == (
-        0, "x", symbol("x_j"), line_of(make(), "c_pop0\" value"))
+    assert (term.index, term.sources, term.delayed, term.line) == (
+        0, ("x",), (symbol("x_j"),), line_of(make(), "c_pop0\" value"))
     assert value(term.pre, x=0.25, x_j=1.0) == 0.75
     assert term.post == 1  # no post: the weighted sum itself
     assert term.scale == symbol("global_coupling")
@@ -643,7 +643,7 @@ def test_coupling_pre_and_post(tmp_path):
                          functions=functions, name="coupling_y")
     model = load(tmp_path, make(components=component, dy="c_pop1"))
     first, second = model.coupling_terms
-    assert (second.index, second.source) == (1, "y")
+    assert (second.index, second.sources) == (1, ("y",))
     assert value(second.pre, x=0.0, y_j=0.5, a=0.5) == pytest.approx(0.5 * math.sin(0.5))
     assert second.summed in second.post.free_symbols
     assert value(second.post, pre=0.3, n_node=3) == pytest.approx(math.tanh(0.3) / 3)
@@ -683,7 +683,7 @@ def test_coupling_variable_with_another_name(tmp_path):
     text = make(coupling=coupling(delayed='<Parameter name="delayed_x" dimension="0"/>',
                                   functions='<DerivedVariable name="pre" value="delayed_x"/>'))
     (term,) = load(tmp_path, text).coupling_terms
-    assert (term.source, term.delayed) == ("x", symbol("delayed_x"))
+    assert (term.sources, term.delayed) == (("x",), (symbol("delayed_x"),))
 
 
 def test_missing_c_pop(tmp_path):
@@ -730,8 +730,8 @@ def test_coupling_component_errors(tmp_path):
         delayed='<Parameter name="x_j" dimension="0"/>\n    '
                 '<Parameter name="y_j" dimension="1"/>'))
     fails(tmp_path, text, line_of(text, "y_j"),
-          r"<ComponentType name='coupling_x'> declares more than one delayed variable "
-          r"Parameter; use one coupling ComponentType per term")
+          r"<ComponentType name='coupling_x'> declares the delayed variable 'y_j' but its "
+          r"'pre' does not read it; remove the Parameter or use 'y_j' in 'pre'")
     text = make(coupling=coupling(functions='<DerivedVariable name="gain" value="x_j"/>'))
     fails(tmp_path, text, line_of(text, "gain"),
           "coupling functions are 'pre' and 'post', not 'gain'")

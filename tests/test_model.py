@@ -182,7 +182,8 @@ def test_str_shows_every_equation(name):
         assert f"    {p.name} = " in text
     for t in model.coupling_terms:
         assert f"c_pop{t.index} = {sympy.sstr(t.scale)} * " in text
-        assert f"({t.delayed} = {t.source}[j](t - d_ij))" in text
+        (delayed,), (source,) = t.delayed, t.sources
+        assert f"({delayed} = {source}[j](t - d_ij))" in text
     for e in model.exposures:
         assert f"    {e.name} = {sympy.sstr(e.expression)}" in text
 
@@ -241,7 +242,7 @@ def test_bundled_tvb_coupling_functions():
     assert second.pre == symbol("x2_j") - symbol("x2")
     for name in ("montbrio", "generic2d", "rwongwang"):
         for term in load_model(name).coupling_terms:
-            assert term.pre == term.delayed
+            assert (term.pre,) == term.delayed
             assert term.post == 1
             assert term.scale == symbol("global_coupling")
 

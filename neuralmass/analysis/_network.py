@@ -104,7 +104,8 @@ class _Linearisation:
         states = list(model.state_symbols)
         g = symbol(_G)
         terms = model.coupling_terms
-        at_sync = {t.delayed: symbol(t.source) for t in terms}  # x_j = x_i = x
+        at_sync = {d: symbol(s) for t in terms  # x_j = x_i = x
+                   for d, s in zip(t.delayed, t.sources, strict=True)}
         pre_sync = [model.resolve(t.pre).xreplace(at_sync) for t in terms]
         to_sync = {t.symbol: model.resolve(t.node_input(rho * pre))
                    for t, pre in zip(terms, pre_sync, strict=True)}
@@ -123,11 +124,11 @@ class _Linearisation:
             slope = sympy.diff(term.node_input(total), total)  # s_k post_k'
             slope = model.resolve(slope).xreplace({total: rho * pre_sync[k]})
             grad_local = sympy.Matrix([[sympy.diff(pre, x) for x in states]]).xreplace(at_sync)
-            grad_delayed = sympy.diff(pre, term.delayed).xreplace(at_sync)
             column = df_dc[:, k] * slope
             local += column * grad_local * rho
             row = sympy.zeros(1, n)
-            row[states.index(symbol(term.source))] = grad_delayed
+            for delayed, source in zip(term.delayed, term.sources, strict=True):
+                row[states.index(symbol(source))] = sympy.diff(pre, delayed).xreplace(at_sync)
             coupled += column * row
             gradients.append([*grad_local, *row])
         subs = {**values, **to_sync}

@@ -20,6 +20,7 @@ The dialect (see ``docs/xml.md``)::
       </ComponentType>
       <ComponentType name="coupling_r">                any name containing 'coupling'
         <Parameter name="r_j" dimension="0"/>          delayed variable, its state index
+                                                       (one or more, each its own Parameter)
         <DerivedParameter name="c_pop0" value="global_coupling"/>
         <Dynamics>
           <DerivedVariable name="pre" value="r_j"/>
@@ -357,12 +358,12 @@ class _Reader:
             indices[index] = scale_el.sourceline
         state_symbols = {sv["name"]: self.symbols[sv["name"]] for sv in states}
         coupling_terms = sorted((self.finish_coupling(part, scalar_symbols, state_symbols)
-                                 for part in coupling_parts if part["delayed"] is not None),
+                                 for part in coupling_parts if part["delayed"]),
                                 key=lambda t: t.index)
         # Components that couple nothing (see read_coupling_declarations): c_pop<k> = 0.
         zero_couplings = [DerivedQuantity(name, sympy.Integer(0), el.sourceline)
                           for name, _, el in (part["scale"] for part in coupling_parts
-                                              if part["delayed"] is None)]
+                                              if not part["delayed"])]
         resolved_derived = zero_couplings + resolved_derived
 
         dynamic_symbols = {**scalar_symbols, **state_symbols,
@@ -510,14 +511,11 @@ class _Reader:
     def read_coupling_declarations(self, component, states, parameters, derived_parameters):
         kind = component.get("name")
         context = f"<ComponentType name={kind!r}>"
-        delayed, scale, dynamics = None, None, None
+        delayed, scale, dynamics = [], None, None
         for tag, el in self.children(
             component, ("Parameter", "Constant", "DerivedParameter", "Dynamics"), context
         ):
             if tag == "Parameter":
-                if delayed is not None:
-                    raise self.error(el, f"{context} declares more than one delayed variable "
-                                         "Parameter; use one coupling ComponentType per term")
                 name = self.name_of(el)
                 self.declare(name, el, kind="delayed coupling variable")
                 index_text = self.attribute(el, "dimension", "index")
@@ -535,7 +533,13 @@ class _Reader:
                 if named != source and any(s["name"] == named for s in states):
                     raise self.error(el, f"{name!r} names state variable {name[:-2]!r} but its "
                                          f"index {index} is {source!r}")
-                delayed = (name, source, el)
+                for other, other_source, other_el in delayed:
+                    if other_source == source:
+                        raise self.error(el, f"{name!r} reads state variable {source!r} (index "
+                                             f"{index}), as {other!r} on line "
+                                             f"{other_el.sourceline} already does; a coupling "
+                                             "term reads each state variable once")
+                delayed.append((name, source, el))
             elif tag == "Constant":
                 self.add_constant(el, parameters)
             elif tag == "DerivedParameter":
@@ -568,12 +572,12 @@ class _Reader:
         if scale is None:
             raise self.error(component, f"{context} needs a DerivedParameter 'c_pop<k>' "
                                         "(the coupling scale, e.g. value='global_coupling')")
-        if delayed is None and not functions:
+        if not delayed and not functions:
             # RateML generates no coupling for such a component: its c_pop<k> is 0.
             self.warn(component, f"{context} has no Parameter naming a delayed variable and "
                                  f"no 'pre' or 'post': it couples nothing and {scale[0]} is "
                                  "0, as in RateML")
-        elif delayed is None:
+        elif not delayed:
             raise self.error(component, f"{context} needs a Parameter naming the delayed "
                                         "variable and its state index, e.g. "
                                         "<Parameter name='x1_j' dimension='0'/>")
@@ -581,16 +585,29 @@ class _Reader:
                 "functions": functions}
 
     def finish_coupling(self, part, scalar_symbols, state_symbols) -> CouplingTerm:
-        name, source, el = part["delayed"]
+        """The CouplingTerm of a component read by :meth:`read_coupling_declarations`. With
+        several delayed variables, ``pre`` is required and must read each of them."""
         scale_name, scale_text, scale_el = part["scale"]
         index = int(_COUPLING_SCALE_RE.match(scale_name).group(1))
-        delayed = self.symbols[name]
-        pre_symbols = {**scalar_symbols, **state_symbols, name: delayed}
+        context = f"<ComponentType name={part['component'].get('name')!r}>"
+        delayed = {name: self.symbols[name] for name, _, _ in part["delayed"]}
+        pre_symbols = {**scalar_symbols, **state_symbols, **delayed}
         if "pre" in part["functions"]:
             text, fel = part["functions"]["pre"]
             pre = self.expression(fel, text, pre_symbols, what="coupling 'pre'")
+        elif len(delayed) == 1:
+            (pre,) = delayed.values()
         else:
-            pre = delayed
+            raise self.error(part["component"], f"{context} reads {len(delayed)} delayed "
+                                                f"variables ({', '.join(delayed)}) and needs a "
+                                                "'pre' that combines them, e.g. <DerivedVariable "
+                                                f"name='pre' value='{' - '.join(delayed)}'/>")
+        if len(delayed) > 1:
+            for name, _, el in part["delayed"]:
+                if delayed[name] not in pre.free_symbols:
+                    raise self.error(el, f"{context} declares the delayed variable {name!r} but "
+                                         f"its 'pre' does not read it; remove the Parameter or "
+                                         f"use {name!r} in 'pre'")
         summed = symbol("pre")
         if "post" in part["functions"]:
             text, fel = part["functions"]["post"]
@@ -600,7 +617,8 @@ class _Reader:
             post = sympy.Integer(1)
         scale = self.expression(scale_el, scale_text, scalar_symbols,
                                 what=f"DerivedParameter {scale_name!r}")
-        return CouplingTerm(index=index, source=source, delayed=delayed, pre=pre, post=post,
+        return CouplingTerm(index=index, sources=tuple(s for _, s, _ in part["delayed"]),
+                            delayed=tuple(delayed.values()), pre=pre, post=post,
                             summed=summed, scale=scale, line=scale_el.sourceline)
 
     # ------------------------------------------------------------------ dynamics

@@ -269,7 +269,7 @@ def plan_fingerprint(plan: RunPlan, lanes: int, **options) -> str:
     ``sympy.srepr``), the scheme, the fixed values, the swept names and the options. Cheap
     next to printing, so a second process can find the printed module without SymPy work."""
     model = plan.model
-    terms = [(t.index, t.source, t.delayed, t.pre, t.post, t.summed, t.scale)
+    terms = [(t.index, t.sources, t.delayed, t.pre, t.post, t.summed, t.scale)
              for t in model.coupling_terms]
     parts = [
         model.state_names, [sv.bounds for sv in model.state_variables], model.parameter_names,
