@@ -229,6 +229,7 @@ def assert_same_spectrum(actual, expected, atol):
 @pytest.mark.parametrize(("name", "params", "normalise"), [
     ("montbrio", {"global_coupling": 0.3}, True),   # equal row sums: x* moves with G·ρ
     ("epileptor", {"global_coupling": 0.2}, False),  # differences: Laplacian, any row sums
+    ("jansen_rit", {"global_coupling": 1.0}, True),  # one term of two delayed variables
 ])
 def test_network_spectrum_matches_a_finite_difference_jacobian_of_the_whole_network(
         name, params, normalise):
@@ -244,7 +245,7 @@ def test_network_spectrum_matches_a_finite_difference_jacobian_of_the_whole_netw
     # x* is an equilibrium of the whole network (Newton-converged: rounding level)
     assert np.abs(residual).max() < 1e-9
     # central differences with h = 1e-6: O(h²) truncation plus O(eps/h) rounding; measured
-    # 2e-10 for both models
+    # 2e-10 for montbrio and epileptor
     assert_same_spectrum(result.eigenvalues, np.linalg.eigvals(jacobian), atol=1e-7)
 
 
