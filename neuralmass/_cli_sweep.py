@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 import typer
 
 
@@ -86,6 +85,8 @@ def sweep_command(
     elif scheduler is not None:
         client = scheduler
     try:
+        import numpy as np
+
         from .sweep import sweep
 
         target_fc = None if target is None else np.load(target)

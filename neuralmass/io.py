@@ -12,8 +12,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
 from .errors import ParameterError
 
 __all__ = ["SUFFIXES", "check_output_path", "save_result", "load_result"]
@@ -69,6 +67,8 @@ def load_result(path: str | os.PathLike):
 def _write_npz(ds, path: Path) -> None:
     """``ds`` as ``.npz``: ``var:<name>`` and ``coord:<name>`` arrays, ``dims:<name>`` their
     dims (comma-joined), ``attrs`` as JSON."""
+    import numpy as np
+
     arrays = {"attrs": np.array(json.dumps(ds.attrs))}
     for kind, items in (("var", ds.data_vars.items()), ("coord", ds.coords.items())):
         for name, item in items:
@@ -78,6 +78,7 @@ def _write_npz(ds, path: Path) -> None:
 
 
 def _read_npz(path: Path):
+    import numpy as np
     import xarray as xr
 
     with np.load(path, allow_pickle=False) as archive:
