@@ -274,9 +274,10 @@ def _summary(model, connectivity, result, steps, backend, wall, output) -> None:
         for i, name in enumerate(result.exposure_names):
             label = f"{statistic} R({name})" if name in periodic else f"{statistic} {name}"
             columns[label] = set_statistic(result.exposures[:, i], statistic, name in periodic)
+    phases = "; R: Kuramoto order parameter of a phase" if periodic else ""
     table = Table(*swept.keys(), *columns, title=(
-        f"exposures over time ({result.monitor}; mean over regions; R: Kuramoto order "
-        f"parameter of a phase); first and last sets"))
+        f"exposures over time ({result.monitor}; mean over regions{phases}); first and last "
+        f"sets"))
     shown = sorted({0, 1, 2, n_sets - 3, n_sets - 2, n_sets - 1} & set(range(n_sets)))
     for i in shown:
         table.add_row(*(f"{v[i]:.4g}" for v in swept.values()),

@@ -34,7 +34,11 @@ def open_dataset(path: str | os.PathLike):
 
     path = Path(path)
     if path.suffix == ".zarr" and path.is_dir():
-        ds = xr.open_zarr(path)
+        try:
+            ds = xr.open_zarr(path)
+        except (OSError, ValueError, KeyError) as err:  # zarr's "no group found", ...
+            raise ParameterError(f"{str(path)!r} is not a Zarr store neuralmass wrote: "
+                                 f"{type(err).__name__}: {err}") from err
         if "sweep_fingerprint" in ds.attrs:
             return ds
     return load_result(path).to_xarray()

@@ -164,3 +164,19 @@ def test_plot_command_reports_mistakes_without_a_traceback(stores, extra, messag
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert message in text and "Traceback" not in text
+
+
+def test_plot_command_names_a_file_it_cannot_read(tmp_path):
+    (tmp_path / "empty.zarr").mkdir()
+    (tmp_path / "text.npz").write_text("not an archive")
+    (tmp_path / "text.nc").write_text("not netcdf")
+    for name, message in (("empty.zarr", "is not a Zarr store neuralmass wrote"),
+                          ("text.npz", "is not a neuralmass result file"),
+                          ("text.nc", "is not a neuralmass result file"),
+                          ("missing.nc", "does not exist"),
+                          ("run.txt", "must end in one of .nc, .zarr, .npz")):
+        (tmp_path / "run.txt").write_text("")
+        result = runner.invoke(app, ["plot", str(tmp_path / name)])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert message in text and "Traceback" not in text, text
