@@ -98,6 +98,6 @@ def sweep_command(
     except (NeuralmassError, OSError) as err:
         raise _fail(str(err)) from None
     done = int(ds["shard_done"].sum())
-    diverged = int((ds["diverged"] == 1).sum()) if "diverged" in ds else None
-    typer.echo(f"{store}: {ds.sizes['set']} sets, {done}/{ds.sizes['shard']} shards done"
-               + ("" if diverged is None else f", {diverged} diverged"))
+    diverged = int((ds["diverged"] == 1).sum())  # stored whatever --reduce is
+    typer.echo(f"{store}: {ds.sizes['set']} sets, {done}/{ds.sizes['shard']} shards done, "
+               f"{diverged} diverged")
