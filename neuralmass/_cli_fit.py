@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from .errors import NeuralmassError
@@ -50,6 +49,8 @@ def fit_command(
     plot: Annotated[str | None, typer.Option(help="write the convergence/FC figure")] = None,
 ) -> None:
     """Fit free parameters of MODEL to a target FC (one batched simulate per generation)."""
+    import numpy as np
+
     from .cli import _connectivity, _fail, console
     from .fit import fit
 

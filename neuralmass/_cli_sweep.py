@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 import typer
 
 
@@ -86,6 +85,8 @@ def sweep_command(
     elif scheduler is not None:
         client = scheduler
     try:
+        import numpy as np
+
         from .sweep import sweep
 
         target_fc = None if target is None else np.load(target)
@@ -97,6 +98,6 @@ def sweep_command(
     except (NeuralmassError, OSError) as err:
         raise _fail(str(err)) from None
     done = int(ds["shard_done"].sum())
-    diverged = int((ds["diverged"] == 1).sum()) if "diverged" in ds else None
-    typer.echo(f"{store}: {ds.sizes['set']} sets, {done}/{ds.sizes['shard']} shards done"
-               + ("" if diverged is None else f", {diverged} diverged"))
+    diverged = int((ds["diverged"] == 1).sum())  # stored whatever --reduce is
+    typer.echo(f"{store}: {ds.sizes['set']} sets, {done}/{ds.sizes['shard']} shards done, "
+               f"{diverged} diverged")

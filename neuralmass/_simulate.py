@@ -144,7 +144,8 @@ def run_metadata(plan, backend: str, noise) -> tuple[tuple[str, object], ...]:
             ("stochastic", int(plan.noise_std is not None)),
             ("seed", plan.seed), ("backend", backend),
             ("dtype", np.dtype(plan.dtype).name), ("set_offset", plan.set_offset),
-            ("neuralmass_version", __version__), ("time_units", "ms"))
+            ("neuralmass_version", __version__), ("time_units", "ms"),
+            ("periodic", ",".join(plan.model.periodic_names)))  # phases: see summary.py
 
 
 def _per_set(value, n_sets: int):

@@ -1,5 +1,10 @@
 """The ``neuralmass`` command line: list, show, run and print the generated code of models,
-and time the backends (``bench``)."""
+and time the backends (``bench``).
+
+Only Typer and rich are imported here: NumPy, SymPy, JAX, Numba, Dask, xarray and matplotlib
+are imported inside the commands that use them, so ``neuralmass --help`` (and every
+subcommand's ``--help``) returns at once (issue 11, §5).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,24 @@ import os
 import sys
 import time
 import warnings
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import models as bundled
 from ._cli_fit import fit_command
+from ._cli_plot import plot_command
 from ._cli_sweep import sweep_command
-from .connectivity import Connectivity
 from .errors import DivergenceWarning, NeuralmassError
 from .io import check_output_path
-from .model import Model
-from .params import grid as make_grid
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .connectivity import Connectivity
+    from .model import Model
 
 app = typer.Typer(
     help="Whole-brain network simulation from LEMS/RateML neural mass models.",
@@ -39,13 +46,17 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _load(model: str) -> Model:
+    from .models import load_model
+
     try:
-        return bundled.load_model(model)
+        return load_model(model)
     except NeuralmassError as err:
         raise _fail(str(err)) from None
 
 
 def _connectivity(spec: str, speed: float | None) -> Connectivity:
+    from .connectivity import Connectivity
+
     try:
         if spec == "default":
             conn = Connectivity.default()
@@ -62,6 +73,10 @@ def parse_grid(model: Model, specs: list[str], grid_all: int | None) -> dict[str
     """``name=lo:hi:n`` (n points from lo to hi) or ``name=n`` (n points over the range the
     model declares); ``grid_all`` sweeps every declared Parameter at that resolution.
     The Cartesian product keeps the order given, first slowest."""
+    import numpy as np
+
+    from .params import grid as make_grid
+
     axes: dict[str, np.ndarray] = {}
     if grid_all is not None:
         declared = _declared_ranges(model)
@@ -140,6 +155,8 @@ def parse_params(model: Model, grid: list[str], grid_all: int | None, param: lis
 @app.command("models")
 def list_models() -> None:
     """List the bundled models."""
+    from . import models as bundled
+
     table = Table()
     for header in ("name", "TVB model", "state variables", "coupled variables", "coupling"):
         table.add_column(header, no_wrap=header in ("name", "TVB model"))
@@ -220,6 +237,8 @@ def run(
 
 def _report_divergence(result, message, shown: int = 8) -> None:
     """The warning's text and the first ``shown`` diverged sets with their first steps."""
+    import numpy as np
+
     sets = np.flatnonzero(np.asarray(result.diverged))
     steps = np.asarray(result.first_nonfinite_step)[sets]
     listed = ", ".join(f"{p} (step {n})" for p, n in zip(sets[:shown], steps[:shown],
@@ -230,30 +249,53 @@ def _report_divergence(result, message, shown: int = 8) -> None:
 
 
 def _summary(model, connectivity, result, steps, backend, wall, output) -> None:
+    """The run's line (with the number of diverged sets) and a table of the first and last
+    sets: each exposure's mean and std over time (see :mod:`neuralmass.summary`; a phase
+    such as Kuramoto's theta by its order parameter R)."""
+    import numpy as np
+
+    from .summary import set_statistic
+
     n_sets = result.n_sets
+    diverged = (0 if result.diverged is None
+                else int(np.count_nonzero(np.asarray(result.diverged))))
     console.print(
         f"[bold]{model.name}[/] on {connectivity.n_regions} regions "
         f"({len(connectivity.edges()[0])} edges), {n_sets} parameter sets × {steps} steps, "
-        f"backend {backend}: {wall:.2f} s, {n_sets * steps / wall:.3g} set-steps/s",
+        f"backend {backend}: {wall:.2f} s, {n_sets * steps / wall:.3g} set-steps/s; "
+        f"{diverged} of {n_sets} sets diverged",
         highlight=False,
     )
     swept = {k: np.asarray(v) for k, v in result.params.items() if np.ptp(np.asarray(v)) > 0}
-    table = Table(*swept.keys(), *(f"mean {n}" for n in result.exposure_names),
-                  *(f"std {n}" for n in result.exposure_names), title=(
-        f"time/region mean and std of the exposures ({result.monitor}); first and last sets"))
-    exposures = np.asarray(result.exposures)
-    means = exposures.mean(axis=(0, 2))
-    stds = exposures.std(axis=0).mean(axis=1)
+    alias = dict(result.plain_exposures)
+    periodic = {n for n in result.exposure_names if alias.get(n) in model.periodic_names}
+    columns = {}
+    for statistic in ("mean", "std"):
+        for i, name in enumerate(result.exposure_names):
+            label = f"{statistic} R({name})" if name in periodic else f"{statistic} {name}"
+            columns[label] = set_statistic(result.exposures[:, i], statistic, name in periodic)
+    phases = "; R: Kuramoto order parameter of a phase" if periodic else ""
+    table = Table(*swept.keys(), *columns, title=(
+        f"exposures over time ({result.monitor}; mean over regions{phases}); first and last "
+        f"sets"))
     shown = sorted({0, 1, 2, n_sets - 3, n_sets - 2, n_sets - 1} & set(range(n_sets)))
     for i in shown:
         table.add_row(*(f"{v[i]:.4g}" for v in swept.values()),
-                      *(f"{m:.4g}" for m in means[:, i]), *(f"{s:.4g}" for s in stds[:, i]))
+                      *(f"{c[i]:.4g}" for c in columns.values()))
     console.print(table)
     if output:
-        size = os.path.getsize(output) / 1e6
+        size = _size(output) / 1e6
         console.print(f"wrote {output} ({size:.1f} MB): time {result.time.shape}, "
                       f"data {tuple(result.data.shape)} (time, variable, region, set)",
                       highlight=False)
+
+
+def _size(path: str) -> int:
+    """Bytes of a file, or of every file under a directory (a .zarr store)."""
+    if not os.path.isdir(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(folder, f))
+               for folder, _, files in os.walk(path) for f in files)
 
 
 @app.command()
@@ -268,7 +310,10 @@ def codegen(
         = None,
 ) -> None:
     """Print the source generated for MODEL: users want to read what runs."""
+    import numpy as np
+
     from .backends import get_backend
+    from .connectivity import Connectivity
     from .plan import make_plan
 
     the_model = _load(model)
@@ -367,6 +412,7 @@ def bench(
 ) -> None:
     """Time the backends here: compile, set-steps/s, effective vs copy bandwidth, peers."""
     from . import bench as measuring
+    from . import models as bundled
     from .backends import BACKENDS
 
     backends = list(BACKENDS) if backend == "all" else [b.strip() for b in backend.split(",")]
@@ -402,6 +448,7 @@ def bench(
 
 app.command("sweep")(sweep_command)
 app.command("fit")(fit_command)
+app.command("plot")(plot_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
-
-import numpy as np
 
 from .errors import ParameterError
 
@@ -56,19 +55,29 @@ def load_result(path: str | os.PathLike):
     path = Path(path)
     if not path.exists():
         raise ParameterError(f"result file {str(path)!r} does not exist")
-    if path.suffix == ".nc":
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return from_dataset(ds.load())
-    if path.suffix == ".zarr":
-        return from_dataset(xr.open_zarr(path).load())
-    if path.suffix == ".npz":
+    if path.suffix not in SUFFIXES:
+        raise ParameterError(f"result file {str(path)!r} must end in one of "
+                             f"{', '.join(SUFFIXES)}")
+    try:
+        if path.suffix == ".nc":
+            with xr.open_dataset(path, engine="h5netcdf") as ds:
+                return from_dataset(ds.load())
+        if path.suffix == ".zarr":
+            return from_dataset(xr.open_zarr(path).load())
         return from_dataset(_read_npz(path))
-    raise ParameterError(f"result file {str(path)!r} must end in one of {', '.join(SUFFIXES)}")
+    except ParameterError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        # not a file neuralmass wrote (or a damaged one): named, not a traceback
+        raise ParameterError(f"{str(path)!r} is not a neuralmass result file: "
+                             f"{type(err).__name__}: {err}") from err
 
 
 def _write_npz(ds, path: Path) -> None:
     """``ds`` as ``.npz``: ``var:<name>`` and ``coord:<name>`` arrays, ``dims:<name>`` their
     dims (comma-joined), ``attrs`` as JSON."""
+    import numpy as np
+
     arrays = {"attrs": np.array(json.dumps(ds.attrs))}
     for kind, items in (("var", ds.data_vars.items()), ("coord", ds.coords.items())):
         for name, item in items:
@@ -78,6 +87,7 @@ def _write_npz(ds, path: Path) -> None:
 
 
 def _read_npz(path: Path):
+    import numpy as np
     import xarray as xr
 
     with np.load(path, allow_pickle=False) as archive:

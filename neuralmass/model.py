@@ -58,6 +58,9 @@ class StateVariable:
         bounds: (lo, hi) clamp bounds applied after every integrator stage; either side may be
             ``None`` (unbounded); ``None`` altogether for no bounds.
         line: source line of the declaration, for messages.
+        periodic: True for a phase (an angle in rad, meaningful modulo 2 pi, such as
+            Kuramoto's theta): it is integrated unwrapped, and summaries report the Kuramoto
+            order parameter over regions instead of the angle's mean and std.
     """
 
     name: str
@@ -65,6 +68,7 @@ class StateVariable:
     initial_range: tuple[float, float]
     bounds: tuple[float | None, float | None] | None = None
     line: int | None = None
+    periodic: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +179,11 @@ class Model:
     @property
     def state_names(self) -> tuple[str, ...]:
         return tuple(sv.name for sv in self.state_variables)
+
+    @property
+    def periodic_names(self) -> tuple[str, ...]:
+        """The state variables that are phases (``periodic="true"`` in the XML)."""
+        return tuple(sv.name for sv in self.state_variables if sv.periodic)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ from .model import Model
 from .models import load_model
 from .params import resolve_parameters
 from .plan import make_plan
+from .summary import STATISTICS, statistic_key
 
 __all__ = ["sweep", "METRICS"]
 
@@ -56,9 +57,13 @@ def sweep(model: Model | str | os.PathLike, connectivity: Connectivity | None = 
             or a scheduler address (``"tcp://host:8786"``) uses that cluster.
         reduce: ``None`` stores the monitored time series (the layout of
             :meth:`Result.to_xarray`); metric names from :data:`METRICS` (one or a list:
-            ``"mean"``/``"std"`` over time per state variable and region, ``"fc"`` the FC
-            matrix and ``"fc_corr"`` its fit to ``target`` (N, N), both of the first state
-            variable); or a callable ``f(result) -> {name: (P,) array}`` run per shard.
+            ``"mean"``/``"std"`` over time per state variable and region as ``<var>_mean``
+            (region, set), or for a phase (``periodic="true"``, Kuramoto's theta) of its
+            order parameter R(t) as ``<var>_order_mean`` (set) (:mod:`neuralmass.summary`);
+            ``"fc"`` the FC matrix and ``"fc_corr"`` its fit to ``target`` (N, N), both of
+            the first state variable (of its sine for a phase)); or a callable
+            ``f(result) -> {name: (P,) array}`` run per shard. ``diverged`` and
+            ``first_nonfinite_step`` are stored in every case.
         backend: as for ``simulate`` (default ``"numba"``).
         progress: a progress bar over shards with the sweep's set-steps/s.
         retries: times a shard that raised is run again before it is reported.
@@ -144,14 +149,16 @@ class _MetricReducer:
 
     def __call__(self, result):
         from . import metrics
+        from .summary import observed, periodic_names, statistic_key, time_statistic
 
+        periodic = periodic_names(dict(result.metadata))
         out = {}
         for name in self.names:
-            if name in ("mean", "std"):
-                op = np.mean if name == "mean" else np.std
+            if name in STATISTICS:
                 for i, var in enumerate(result.state_names):
-                    out[f"{var}_{name}"] = (("region", "set"), op(result.data[:, i], axis=0))
-        first = np.asarray(result.data[:, 0])
+                    key, dims = statistic_key(var, name, var in periodic)
+                    out[key] = (dims, time_statistic(result.data[:, i], name, var in periodic))
+        first = observed(np.asarray(result.data[:, 0]), result.state_names[0] in periodic)
         if "fc" in self.names or "fc_corr" in self.names:
             fc = np.asarray(metrics.fc(first))
             if "fc" in self.names:
@@ -239,7 +246,10 @@ def _create_store(path: Path, fingerprint, plan, per_set, order, bounds, reducer
 
 
 def _layout(plan, reducer, probe=None):
-    """(name, dims, dtype, fill) of each data variable a shard writes."""
+    """(name, dims, dtype, fill) of each data variable a shard writes; ``diverged`` (-1: not
+    run yet) and ``first_nonfinite_step`` are stored whatever ``reduce`` is."""
+    divergence = [("diverged", ("set",), np.int8, -1),
+                  ("first_nonfinite_step", ("set",), np.int64, -2)]
     if reducer is None:
         from ._xarray import exposure_key
 
@@ -247,22 +257,21 @@ def _layout(plan, reducer, probe=None):
         names = list(plan.model.state_names) + [
             exposure_key(e, plan.model.state_names) for e in plan.model.exposure_names
             if e not in plain]
-        series = [(n, ("time", "region", "set"), plan.dtype, np.nan) for n in names]
-        return series + [("diverged", ("set",), np.int8, -1),
-                         ("first_nonfinite_step", ("set",), np.int64, -2)]
+        return [(n, ("time", "region", "set"), plan.dtype, np.nan) for n in names] + divergence
     if isinstance(reducer, _MetricReducer):
         out = []
         for name in reducer.names:
-            if name in ("mean", "std"):
-                out += [(f"{v}_{name}", ("region", "set"), np.float64, np.nan)
+            if name in STATISTICS:
+                periodic = plan.model.periodic_names
+                out += [(*statistic_key(v, name, v in periodic), np.float64, np.nan)
                         for v in plan.model.state_names]
             elif name == "fc":
                 out.append(("fc", ("region", "region_j", "set"), np.float64, np.nan))
             else:
                 out.append(("fc_corr", ("set",), np.float64, np.nan))
-        return out
+        return out + divergence
     # a callable: its names are those it returns for the first set alone
-    return [(name, ("set",), np.float64, np.nan) for name in reducer(probe())]
+    return [(name, ("set",), np.float64, np.nan) for name in reducer(probe())] + divergence
 
 
 def run_shard(k: int, spec: _ShardSpec, connectivity: Connectivity, write: bool = True):
@@ -287,6 +296,8 @@ def run_shard(k: int, spec: _ShardSpec, connectivity: Connectivity, write: bool 
         reduced = spec.reducer(result)
         ds = xr.Dataset({name: value if isinstance(value, tuple) else (("set",), value)
                          for name, value in reduced.items()})
+        ds["diverged"] = ("set", np.asarray(result.diverged).astype(np.int8))
+        ds["first_nonfinite_step"] = ("set", np.asarray(result.first_nonfinite_step))
     ds = ds.drop_vars([c for c in ds.coords], errors="ignore")
     ds.to_zarr(spec.store, region={"set": slice(a, b)})
     xr.Dataset({"shard_done": ("shard", np.ones(1, np.int8))}).to_zarr(

@@ -162,3 +162,147 @@ def test_error_text_keeps_brackets():
     with contextlib.redirect_stderr(stream):  # Console(stderr=True) writes to sys.stderr
         _fail("install neuralmass[cuda]")
     assert "neuralmass[cuda]" in stream.getvalue()
+
+
+# ------------------------------------------------- issue 11, §5: the CLI as users meet it
+HEAVY = ("sympy", "jax", "jaxlib", "numba", "dask", "distributed", "xarray", "zarr",
+         "matplotlib", "numpy", "scipy", "equinox")
+
+
+def test_help_imports_no_heavy_module():
+    """`neuralmass --help` and every subcommand's --help parse without importing SymPy, JAX,
+    Numba, Dask, xarray, matplotlib (nor NumPy): they are imported inside the commands."""
+    import subprocess
+    import sys
+
+    commands = [[], ["run"], ["sweep"], ["fit"], ["plot"], ["bench"], ["analyze"],
+                ["codegen"], ["models"], ["show"]]
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from neuralmass.cli import app\n"
+        f"for args in {commands!r}:\n"
+        "    result = CliRunner().invoke(app, [*args, '--help'])\n"
+        "    assert result.exit_code == 0 and 'Usage' in result.output, (args, result.output)\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    assert "typer" in loaded and "neuralmass" in loaded
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_lazy_package_keeps_every_public_name():
+    """`import neuralmass` is lazy (PEP 562) but nm.X, `from neuralmass import X` and dir(nm)
+    behave as eager imports did; importing the submodule neuralmass.sweep (or .fit) first
+    does not hide the function of that name."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, types\n"
+        "import neuralmass.sweep, neuralmass.fit\n"
+        "import neuralmass as nm\n"
+        "assert callable(nm.sweep) and nm.sweep.__module__ == 'neuralmass.sweep', nm.sweep\n"
+        "assert callable(nm.fit) and nm.fit.__module__ == 'neuralmass.fit', nm.fit\n"
+        "from neuralmass import simulate, grid, Connectivity, Result, load_result\n"
+        "assert isinstance(nm.metrics, types.ModuleType) and nm.load_model\n"
+        "for name in nm.__all__:\n"
+        "    assert name in dir(nm) and getattr(nm, name) is not None, name\n"
+        "from neuralmass.sweep import METRICS\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert {"simulate", "grid", "sweep", "fit", "load_result", "Result"} <= set(nm.__all__)
+    with pytest.raises(AttributeError, match="has no attribute 'simulat'"):
+        nm.simulat  # noqa: B018
+
+
+def test_cuda_install_hint_keeps_its_brackets_through_the_command(monkeypatch):
+    """Without CuPy (made unimportable here, whatever this machine has), `run --backend cuda`
+    names the extra `neuralmass[cuda]` (rich markup would eat `[cuda]`): exit 2, no
+    traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` raises ImportError
+    result = runner.invoke(app, ["run", "kuramoto", "--backend", "cuda", "--steps", "20"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "install neuralmass[cuda]" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".zarr", ".npz"])
+def test_saved_file_has_the_metadata_and_no_duplicated_arrays(tmp_path, suffix):
+    """Every format: the run's metadata as attributes, Kuramoto's exposure theta (the state
+    variable itself) stored once, and nm.load_result reads it back."""
+    import xarray as xr
+
+    out = tmp_path / f"run{suffix}"
+    result = runner.invoke(app, ["run", "kuramoto", "--grid", "global_coupling=0:1:2",
+                                 "--steps", "20", "--noise", "0.001", "--seed", "7",
+                                 "--monitor", "subsample:0.5", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    from neuralmass.io import _read_npz
+
+    ds = (_read_npz(out) if suffix == ".npz" else
+          xr.open_zarr(out) if suffix == ".zarr" else xr.open_dataset(out, engine="h5netcdf"))
+    assert sorted(ds.data_vars) == ["diverged", "first_nonfinite_step", "theta"]
+    attrs = ds.attrs
+    assert attrs["model"] == "kuramoto" and attrs["dt"] == 0.1 and attrs["n_steps"] == 20
+    assert attrs["integrator"] == "heun" and attrs["monitor"] == "subsample"
+    assert attrs["noise"] == "0.001" and attrs["seed"] == 7 and attrs["backend"] == "numba"
+    assert attrs["dtype"] == "float64" and attrs["time_units"] == "ms"
+    assert attrs["periodic"] == "theta"
+    assert ds["time"].attrs.get("units") == "ms" or suffix == ".npz"
+    back = nm.load_result(out)
+    assert back.data.shape == (4, 1, 76, 2) and back.exposure_names == ("theta",)
+    np.testing.assert_array_equal(back.exposure("theta"), back.state("theta"))
+
+
+def test_run_summary_counts_diverged_sets_and_summarises_a_phase_by_its_order(tmp_path):
+    model = tmp_path / "blowup.xml"
+    model.write_text(BLOWUP_XML)
+    result = runner.invoke(app, ["run", str(model), "--grid", "b=-1:2:2", "--steps", "20",
+                                 "--backend", "jax", "--monitor", "raw"])
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 sets diverged" in " ".join(result.output.split())
+    result = runner.invoke(app, ["run", "kuramoto", "--grid", "global_coupling=0:1:3",
+                                 "--steps", "50"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "0 of 3 sets diverged" in text
+    assert "mean R(theta)" in text and "std R(theta)" in text and "mean theta" not in text
+
+
+def test_sweep_summary_counts_diverged_sets_with_reduce(tmp_path):
+    model = tmp_path / "blowup.xml"
+    model.write_text(BLOWUP_XML)
+    result = runner.invoke(app, ["sweep", str(model), "--store", str(tmp_path / "s.zarr"),
+                                 "--grid", "b=-1:2:4", "--steps", "20", "--backend", "jax",
+                                 "--monitor", "raw", "--reduce", "mean"])
+    assert result.exit_code == 0, result.output
+    # b = -1 and 0 stay finite; b = 1: sqrt(x - 1) is NaN as soon as x < 1, as is b = 2
+    assert "4 sets, 1/1 shards done, 2 diverged" in " ".join(result.output.split())
+
+
+BLOWUP_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<Lems description="x turns NaN at the first step for b > x: sqrt of a negative number">
+    <ComponentType name="derivatives">
+        <Parameter name="global_coupling" dimension="0.0, 1.0" default="0.0"/>
+        <Constant name="b" value="-1.0"/>
+        <Exposure name="x" dimension="x"/>
+        <Dynamics>
+            <StateVariable name="x" dimension="0.0, 1.0"/>
+            <TimeDerivative variable="dx" value="sqrt(x - b) + c_pop0"/>
+        </Dynamics>
+    </ComponentType>
+    <ComponentType name="coupling_x">
+        <Parameter name="x_j" dimension="0"/>
+        <DerivedParameter name="c_pop0" value="global_coupling"/>
+        <Dynamics>
+            <DerivedVariable name="pre" value="x_j"/>
+        </Dynamics>
+    </ComponentType>
+</Lems>
+"""

@@ -493,7 +493,12 @@ class _Reader:
                 if lo is not None and hi is not None and lo > hi:
                     raise self.error(el, f"bounds of StateVariable {name!r}: lo > hi")
                 bounds = None if lo is None and hi is None else (lo, hi)
-            yield {"name": name, "range": rng, "bounds": bounds, "element": el}
+            periodic_text = (self.attribute(el, "periodic", required=False) or "false")
+            if periodic_text.strip().lower() not in ("true", "false"):
+                raise self.error(el, f"periodic of StateVariable {name!r} must be 'true' or "
+                                     f"'false', but got {periodic_text!r}")
+            yield {"name": name, "range": rng, "bounds": bounds, "element": el,
+                   "periodic": periodic_text.strip().lower() == "true"}
 
     def read_derived_parameters(self, items, scalar_symbols):
         where, exprs = {}, {}
@@ -709,7 +714,7 @@ class _Reader:
                 el, self.attribute(el, "value", "expression"), self.dynamic_allowed,
                 what=f"TimeDerivative {el.get('variable') or el.get('name')!r}")
             result.append(StateVariable(s["name"], derivative, s["range"], s["bounds"],
-                                        s["element"].sourceline))
+                                        s["element"].sourceline, periodic=s["periodic"]))
         return result
 
     def read_exposure(self, el, exposure_symbols, state_symbols) -> Exposure:
