@@ -123,7 +123,8 @@ def simulate(
             data=data,
             exposures=exposure_data,
             params=params_out,
-            state_names=monitor.state_names or model.state_names,
+            state_names=(model.state_names if monitor.state_names is None
+                         else monitor.state_names),
             exposure_names=(model.exposure_names if monitor.exposure_names is None
                             else monitor.exposure_names),
             region_labels=tuple(connectivity.labels),
