@@ -108,16 +108,18 @@ def simulate(
         else ((states, exposures),)
     params_out = {name: _per_set(value, plan.n_sets) for name, value in plan.params.items()}
     metadata = run_metadata(plan, backend, noise)
+    # one warning (or error) for the run, describing the first monitor that records every
+    # state variable
+    describer = next((i for i, m in enumerate(plan.monitors) if not m.hemodynamic), 0)
     results = []
     for index, (monitor, (data, exposure_data)) in enumerate(zip(plan.monitors, outputs,
                                                                 strict=True)):
         data, exposure_data = monitor_output(monitor, data, exposure_data)
         diverged = None
         if first_step is not None:  # None: traced values, nothing to check
-            # one warning for the run, about the first monitor
             data, exposure_data, diverged = resolve(
                 data, exposure_data, first_step, dataclasses.replace(plan, monitors=(monitor,)),
-                on_divergence if index == 0 else "ignore")
+                on_divergence if index == describer else "ignore")
         results.append(Result(
             time=monitor.time,
             data=data,

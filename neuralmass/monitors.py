@@ -36,7 +36,7 @@ from . import hemodynamics as hd
 from .errors import ParameterError
 
 __all__ = ["Monitor", "Raw", "Subsample", "TemporalAverage", "Bold", "Balloon", "MonitorPlan",
-           "plan_monitor", "plan_monitors"]
+           "plan_monitors", "steps_simulated"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,12 +139,6 @@ class MonitorPlan:
     def n_out(self) -> int:
         """Rows per sample of a hemodynamic monitor's output (its variables)."""
         return len(self.variables or ())
-
-    def key(self) -> tuple:
-        """What the compiled loops depend on (a hashable summary, for caches)."""
-        weights = None if self.weights is None else hash(self.weights.tobytes())
-        return (self.name, self.every, self.average, self.variables, self.per_bin, weights,
-                self.offset, self.scale, self.constants, self.dt_s)
 
 
 def _parse(spec: object) -> Monitor:
@@ -266,14 +260,6 @@ def plan_monitors(monitors: object, dt: float, n_steps: int, model=None
     if not specs:
         raise ParameterError("monitors must name at least one monitor, but got ()")
     return tuple(_plan_one(_parse(spec), dt, n_steps, model) for spec in specs)
-
-
-def plan_monitor(monitors: object, dt: float, n_steps: int, model=None) -> MonitorPlan:
-    """The :class:`MonitorPlan` of a single monitor (or a 1-tuple)."""
-    plans = plan_monitors(monitors, dt, n_steps, model)
-    if len(plans) != 1:
-        raise ParameterError(f"give exactly one monitor here, got {len(plans)}: {monitors!r}")
-    return plans[0]
 
 
 def steps_simulated(plans: tuple[MonitorPlan, ...]) -> int:

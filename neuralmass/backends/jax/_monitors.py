@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from ... import hemodynamics as hd
 from ...monitors import MonitorPlan
 
-__all__ = ["JaxMonitor", "block_steps", "init", "update", "emit", "collect"]
+__all__ = ["JaxMonitor", "block_steps", "init", "update", "emit", "collect", "sizes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,3 +133,12 @@ def collect(m: JaxMonitor, outputs, block: int):
     """The samples of ``m`` from its per-block ``outputs`` (n_blocks, ...)."""
     ratio = m.every // block
     return outputs[ratio - 1::ratio][: m.n_samples]
+
+
+def sizes(m: JaxMonitor, n_record: int) -> tuple[int, int]:
+    """(rows of its per-block output, rows of its carry) of ``m``, each row one value per
+    node and set, for a record of ``n_record`` rows (the memory estimate)."""
+    rows = n_record if m.variables is None else len(m.variables)
+    kept = {"temporal_average": rows, "bold": rows * (1 + len(m.weights)),
+            "balloon": 4 * rows}.get(m.name, 0)
+    return rows, kept

@@ -19,9 +19,9 @@ _BALLOON_FIELDS = ("kappa", "gamma", "tau_o", "alpha", "E0", "V0", "k1", "k2", "
 @dataclasses.dataclass(frozen=True)
 class MonitorLayout:
     """``table`` (n_monitors, 9) int64, ``variables`` int64, ``values`` (working dtype):
-    the arguments of :func:`._kernels.record_monitors`; ``initial``: a tile's monitor values
-    at the start (zeros; the Balloon–Windkessel rest state); ``out_size``: length of the flat output; ``shapes``/``offsets``: each monitor's
-    (T, rows, N, P) output in it."""
+    the arguments of :func:`._kernels.record_monitors`; ``initial``: a tile's monitor
+    values at the start (zeros; the Balloon–Windkessel rest state); ``out_size``: length of
+    the flat output; ``shapes``/``offsets``: each monitor's (T, rows, N, P) output in it."""
 
     table: np.ndarray
     variables: np.ndarray
@@ -83,5 +83,5 @@ def monitor_layout(plan: RunPlan, n_state: int, n_exposures: int, lanes: int,
         table=np.array(rows, dtype=np.int64).reshape(-1, 9),
         variables=np.array(variables or [0], dtype=np.int64),
         values=np.array(values or [0.0], dtype=dtype),
-        initial=np.concatenate(initial or [np.zeros(1)]).astype(dtype), out_size=max(1, out_at), shapes=tuple(shapes),
-        offsets=tuple(offsets))
+        initial=np.concatenate(initial or [np.zeros(1)]).astype(dtype),
+        out_size=max(1, out_at), shapes=tuple(shapes), offsets=tuple(offsets))
