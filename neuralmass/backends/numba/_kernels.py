@@ -18,7 +18,9 @@ NM_CHANNEL_BLOCK`` = channels × L values per node and time):
   ``(k + 1) & mask``, which no delay reaches during step k since ``B_t ≥ max delay + 2``.
 - ``params[t]``: (n_swept, L) swept parameter values; ``tile_sets[t, p]`` the user's index of
   the set in lane p (lanes ≥ ``tile_valid[t]`` repeat a set and are not recorded).
-- ``totals[t]``: (N, n_state + n_exposures, L) running sums of the temporal average.
+- ``monitor_state[t]``: what each monitor keeps from step to step (running totals, BOLD's
+  ring of 4-ms bins, the Balloon–Windkessel state), and ``monitor_out`` every monitor's
+  samples, laid out by :mod:`._monitor_layout` (see :func:`record_monitors`).
 - ``first_nonfinite[t]``: (L,) the first step n (state at t = n dt) whose state held NaN or
   inf in each lane, -1 while finite (:mod:`neuralmass.divergence`): each step adds
   ``0 × value`` of every new state value to a per-lane sum, NaN once any value is not
