@@ -9,11 +9,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._array import namespace
 from .backends import DEFAULT_DTYPES, choose_backend, get_backend
 from .connectivity import Connectivity
 from .divergence import check_on_divergence, resolve
 from .model import Model
 from .models import load_model
+from .monitors import MonitorPlan
 from .plan import make_plan
 from .result import Result
 
@@ -38,7 +40,7 @@ def simulate(
     progress: bool = False,
     on_divergence: str = "warn",
     set_offset: int = 0,
-) -> Result:
+) -> Result | tuple[Result, ...]:
     """Simulate ``model`` on ``connectivity`` for every parameter set in ``params``.
 
     Args:
@@ -59,8 +61,10 @@ def simulate(
         initial_history: (H, n_cvar or n_state, N[, P]) past, row H-1 being t = 0, with
             H ≥ max delay + 1 (extra leading rows are ignored). When ``params`` holds no
             arrays, P is taken from the initial conditions (an ensemble of initial states).
-        monitors: ``"raw"``, ``"subsample:PERIOD"``, ``"temporal_average:PERIOD"`` (ms) or a
-            monitor object, alone or in a 1-tuple.
+        monitors: ``"raw"``, ``"subsample:PERIOD"``, ``"temporal_average:PERIOD"``,
+            ``"bold:PERIOD"``, ``"balloon:PERIOD"`` (ms) or a :mod:`neuralmass.monitors`
+            object, alone or in a tuple: all are reduced in the same run, and a tuple of
+            several gives a tuple of Results, one per monitor, in the order given.
         dtype: ``"float64"`` or ``"float32"``; default float32 on the GPU (``"cuda"``) and
             float64 on the CPU backends, as in design.md §4.
         progress: show a progress bar (backends that run in chunks of steps: numba, cuda).
@@ -74,7 +78,8 @@ def simulate(
             its offset reproduces the whole run's numbers (:func:`neuralmass.sweep`).
 
     Returns:
-        A :class:`Result`; ``res.data`` is (time, state variable, region, parameter set);
+        A :class:`Result` (a tuple of them for several monitors); ``res.data`` is (time,
+        state variable, region, parameter set);
         ``res.diverged`` and ``res.first_nonfinite_step`` (P,) say which sets diverged, when.
 
     Raises:
@@ -99,26 +104,77 @@ def simulate(
     )
     states, exposures, first_step = get_backend(backend).run(
         plan, progress=progress, return_first_nonfinite=True)
-    diverged = None
-    if first_step is not None:  # None: traced values, nothing to check
-        states, exposures, diverged = resolve(states, exposures, first_step, plan,
-                                              on_divergence)
+    outputs = tuple(zip(states, exposures, strict=True)) if len(plan.monitors) > 1 \
+        else ((states, exposures),)
     params_out = {name: _per_set(value, plan.n_sets) for name, value in plan.params.items()}
-    return Result(
-        time=plan.monitor.time,
-        data=states,
-        exposures=exposures,
-        params=params_out,
-        state_names=model.state_names,
-        exposure_names=model.exposure_names,
-        region_labels=tuple(connectivity.labels),
-        monitor=plan.monitor.name,
-        diverged=diverged,
-        first_nonfinite_step=first_step,
-        backend=backend,
-        plain_exposures=plain_exposures(model),
-        metadata=run_metadata(plan, backend, noise),
-    )
+    metadata = run_metadata(plan, backend, noise)
+    # one warning (or error) for the run, describing the first monitor that records every
+    # state variable
+    describer = next((i for i, m in enumerate(plan.monitors) if not m.hemodynamic), 0)
+    results = []
+    for index, (monitor, (data, exposure_data)) in enumerate(zip(plan.monitors, outputs,
+                                                                strict=True)):
+        data, exposure_data = monitor_output(monitor, data, exposure_data)
+        diverged = None
+        if first_step is not None:  # None: traced values, nothing to check
+            data, exposure_data, diverged = resolve(
+                data, exposure_data, first_step, dataclasses.replace(plan, monitors=(monitor,)),
+                on_divergence if index == describer else "ignore")
+        results.append(Result(
+            time=monitor.time,
+            data=data,
+            exposures=exposure_data,
+            params=params_out,
+            state_names=(model.state_names if monitor.state_names is None
+                         else monitor.state_names),
+            exposure_names=(model.exposure_names if monitor.exposure_names is None
+                            else monitor.exposure_names),
+            region_labels=tuple(connectivity.labels),
+            monitor=monitor.name,
+            diverged=diverged,
+            first_nonfinite_step=first_step,
+            backend=backend,
+            plain_exposures=(plain_exposures(model) if not monitor.hemodynamic else tuple(
+                (monitor.exposure_names[e], monitor.state_names[v])
+                for e, v in monitor.copies)),
+            metadata=metadata + monitor_metadata(monitor),
+        ))
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+def monitor_output(monitor: MonitorPlan, states, exposures):
+    """A backend's output of ``monitor`` as the Result's ``(data, exposures)``: unchanged for
+    raw, subsample and temporal average; for BOLD and Balloon (``states`` the
+    (T, n_variables, N, P) BOLD, ``exposures`` None) split into state variables and
+    exposures, the exposures that are a monitored state variable copied."""
+    if not monitor.hemodynamic:
+        return states, exposures
+    xp = namespace(states)
+    n_states = len(monitor.state_names)
+    computed = states[:, n_states:]
+    copies = dict(monitor.copies)
+    rows, next_computed = [], 0
+    for row in range(len(monitor.exposure_names)):
+        if row in copies:
+            rows.append(states[:, copies[row]])
+        else:
+            rows.append(computed[:, next_computed])
+            next_computed += 1
+    data = states[:, :n_states]
+    exposure_data = xp.stack(rows, axis=1) if rows else \
+        xp.zeros(data.shape[:1] + (0,) + data.shape[2:], data.dtype)
+    return data, exposure_data
+
+
+def monitor_metadata(monitor: MonitorPlan) -> tuple[tuple[str, object], ...]:
+    """The monitor's own description, stored with its Result."""
+    if monitor.name == "bold":
+        return (("monitor_period_ms", float(monitor.time[0])),
+                ("bold_offset", monitor.offset), ("bold_scale", monitor.scale))
+    if monitor.name == "balloon":
+        return (("monitor_period_ms", float(monitor.time[0])),
+                ("balloon_constants", repr(monitor.constants)))
+    return ()
 
 
 def model_hash(model: Model) -> str:

@@ -234,7 +234,7 @@ def _numba(plan: RunPlan, repeat: int) -> Measurement:
         runs.append(time.perf_counter() - started)
     return Measurement(cold=cold, runs=runs, channels=prepared.lowering.n_channels,
                        kernel=None, device_bytes=None,
-                       finite=bool(np.isfinite(prepared.out_states).all()))
+                       finite=bool(np.isfinite(prepared.outputs()[0][0]).all()))
 
 
 def _jax(plan: RunPlan, repeat: int) -> Measurement:

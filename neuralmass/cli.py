@@ -195,7 +195,8 @@ def run(
     integrator: Annotated[str, typer.Option(help="euler, heun or rk4")] = "heun",
     noise: Annotated[float | None, typer.Option(help="diffusion coefficient D")] = None,
     monitor: Annotated[str, typer.Option(
-        help="raw, subsample:PERIOD or temporal_average:PERIOD (ms)")] = "temporal_average:1.0",
+        help="raw, subsample:PERIOD, temporal_average:PERIOD, bold:PERIOD or "
+             "balloon:PERIOD (ms)")] = "temporal_average:1.0",
     dtype: Annotated[str | None, typer.Option(
         help="float64 or float32 (default: float32 on cuda, float64 otherwise)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the initial state and the noise")] = 0,

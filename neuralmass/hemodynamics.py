@@ -248,11 +248,18 @@ def balloon_dfun(state: tuple, x, c: BalloonConstants) -> tuple:
 
 def balloon_heun_step(state: tuple, x, dt: float, c: BalloonConstants) -> tuple:
     """One Heun step of ``dt`` seconds with the input ``x`` held over the step (the same ``x``
-    in predictor and corrector, as tvb-library's ``BalloonModel`` integrates)."""
-    d1 = balloon_dfun(state, x, c)
-    predicted = tuple(u + dt * du for u, du in zip(state, d1, strict=True))
-    d2 = balloon_dfun(predicted, x, c)
-    return tuple(u + (a + b) * dt / 2.0 for u, a, b in zip(state, d1, d2, strict=True))
+    in predictor and corrector, as tvb-library's ``BalloonModel`` integrates).
+
+    Written with plain tuples and arithmetic only, so that the same function runs on NumPy
+    and JAX arrays, compiles with Numba (``c`` a namedtuple with the same fields) and, called
+    on SymPy symbols, gives the expressions the CUDA kernel prints."""
+    s, f, v, q = state
+    ds, df, dv, dq = balloon_dfun(state, x, c)
+    predicted = (s + dt * ds, f + dt * df, v + dt * dv, q + dt * dq)
+    ds2, df2, dv2, dq2 = balloon_dfun(predicted, x, c)
+    half = dt / 2.0
+    return (s + (ds + ds2) * half, f + (df + df2) * half, v + (dv + dv2) * half,
+            q + (dq + dq2) * half)
 
 
 def balloon_bold(state: tuple, c: BalloonConstants):

@@ -16,7 +16,7 @@ import sympy
 from .connectivity import Connectivity
 from .errors import ParameterError
 from .model import Model, symbol
-from .monitors import MonitorPlan, plan_monitor
+from .monitors import MonitorPlan, plan_monitors, steps_simulated
 from .params import resolve_parameters
 from .scheme import Integrator, get_integrator, history_horizon
 
@@ -43,7 +43,9 @@ class RunPlan:
         initial_state: (n_state, N) or (n_state, N, P), the state at t = 0.
         initial_history: ``None`` for a history constant in time and equal to the initial
             state, or (max_delay + 1, n_cvar, N[, P]) with row max_delay being t = 0.
-        monitor: what to record; seed: for noise (and nothing else once planned).
+        monitors: what to record, one :class:`~neuralmass.monitors.MonitorPlan` per monitor
+            in the order given (``monitor`` is the first); seed: for noise (and nothing else
+            once planned).
         dtype: np.float32 or np.float64.
         set_offset: the global index of this run's first set in the noise stream (a shard
             of a sweep over sets ``set_offset …``: its noise equals the whole sweep's).
@@ -62,10 +64,20 @@ class RunPlan:
     max_delay: int
     initial_state: np.ndarray
     initial_history: np.ndarray | None
-    monitor: MonitorPlan
+    monitors: tuple[MonitorPlan, ...]
     seed: int
     dtype: type
     set_offset: int = 0
+
+    @property
+    def monitor(self) -> MonitorPlan:
+        """The first monitor (the only one of a single-monitor run)."""
+        return self.monitors[0]
+
+    @property
+    def n_steps_simulated(self) -> int:
+        """Steps the backends run: up to the last sample of any monitor."""
+        return steps_simulated(self.monitors)
 
     @property
     def n_nodes(self) -> int:
@@ -273,7 +285,7 @@ def make_plan(
 
     noise_std = _noise_std(model, noise, dt)
     chosen = get_integrator(integrator, stochastic=noise_std is not None)
-    monitor = plan_monitor(monitors, dt, n_steps)
+    monitor_plans = plan_monitors(monitors, dt, n_steps, model)
     values, n_sets = resolve_parameters(model, params, default_speed=connectivity.speed)
     if not any(np.ndim(v) == 1 for v in values.values()):
         # no parameter arrays: P may come from per-set initial conditions (as in Simulator)
@@ -311,7 +323,7 @@ def make_plan(
         max_delay=max_delay,
         initial_state=state,
         initial_history=history,
-        monitor=monitor,
+        monitors=monitor_plans,
         seed=seed,
         dtype=np_dtype,
         set_offset=set_offset,

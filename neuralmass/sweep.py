@@ -96,6 +96,9 @@ def sweep(model: Model | str | os.PathLike, connectivity: Connectivity | None = 
     plan = make_plan(model, connectivity, {**fixed, **{k: v[:1] for k, v in swept.items()}},
                      **{k: v for k, v in simulate_kwargs.items()
                         if k in ("dt", "n_steps", "integrator", "noise", "seed", "monitors")})
+    if len(plan.monitors) > 1:
+        raise ParameterError(f"a sweep stores one monitor, but got {len(plan.monitors)}: "
+                             f"{simulate_kwargs['monitors']!r}; run one sweep per monitor")
     shard_size = _shard_size(shard_size, backend, plan, n_sets, reduce, progress)
     bounds = [(a, min(a + shard_size, n_sets)) for a in range(0, n_sets, shard_size)]
     spec = _ShardSpec(model=model, fixed=fixed, swept=swept, backend=backend,

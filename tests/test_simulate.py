@@ -566,8 +566,9 @@ ERRORS = [
                                  "numba, cuda"),
     (dict(integrator="rk45"), r"unknown integrator 'rk45'; valid integrators are euler, heun, "
                               "rk4"),
-    (dict(monitors="bold"), r"unknown monitor 'bold'; use 'raw', 'subsample:PERIOD'"),
-    (dict(monitors=("raw", "tavg:1")), r"give exactly one monitor .* got 2"),
+    (dict(monitors="bolt"), r"unknown monitor 'bolt'; use 'raw', 'subsample:PERIOD'"),
+    (dict(monitors=()), r"monitors must name at least one monitor"),
+    (dict(monitors=("raw", "tavg:x")), r"unknown monitor 'tavg:x'"),
     (dict(monitors="raw:1"), r"monitor 'raw' takes no period"),
     (dict(monitors="subsample:0.25"),
      r"the subsample period must be a positive multiple of dt=0.1 ms, but got 0.25 ms"),

@@ -9,6 +9,7 @@ run the emulation exercise this code too.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,7 +24,7 @@ __all__ = ["Device", "Schedule", "auto_block", "run_on", "schedule"]
 # Device bytes for one chunk of monitor output (each of the two buffers).
 _OUTPUT_BUDGET = 256 << 20
 _INT32_MAX = 2**31 - 1
-_SCALARS = ("n_sets", "set_offset", "step", "sample", "substep", "seed_lo", "seed_hi")
+_SCALARS = ("n_sets", "set_offset", "step", "seed_lo", "seed_hi", "bin_slot", "newest_slot")
 
 
 class Device(Protocol):
@@ -66,9 +67,9 @@ class Device(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """How a run is split: sets in batches of ``batch_sets``, samples in chunks of
-    ``chunk_samples`` (``chunk_samples * every`` launches, one per step, then a copy back);
-    ``block`` threads per block."""
+    """How a run is split: sets in batches of ``batch_sets``, steps in chunks of
+    ``chunk_samples`` samples of the first monitor (``chunk_samples * every`` launches, one per
+    step, then a copy back of every monitor's samples); ``block`` threads per block."""
 
     batch_sets: int
     chunk_samples: int
@@ -90,19 +91,24 @@ def schedule(spec: KernelSpec, n_sets: int, n_samples: int, free_bytes: int, *,
     """Choose batch and chunk sizes so that a batch fits in ``free_bytes``.
 
     Per set the device holds the history (B × n_hist × N values), the state, the swept
-    parameters and two output buffers of ``chunk_samples`` samples; a batch takes at most
-    80 % of the free memory.
+    parameters, the monitors' kept values and two output buffers of ``chunk_samples`` samples
+    (of the first monitor; ``sample`` counts every monitor's bytes per such period); a batch
+    takes at most 80 % of the free memory.
     """
     itemsize = np.dtype(spec.dtype).itemsize
     n = spec.n_nodes
+    kept = sum(m.n_planes for m in spec.monitors)
     persistent = itemsize * (spec.history_length * spec.n_history * n + spec.n_state * n
-                             + len(spec.swept)) + 4
-    sample = itemsize * (spec.n_state + spec.n_exposure) * n
+                             + kept * n + len(spec.swept)) + 4
+    period = spec.monitors[0].every
+    sample = itemsize * n * sum(m.n_rows * (period / m.every + 1) for m in spec.monitors)
+    sample = int(math.ceil(sample))
     if batch_sets is None:
         usable = int(0.8 * free_bytes) - 2 * _OUTPUT_BUDGET
         batch_sets = max(1, usable // (persistent + 2 * sample))
     # the kernel indexes within one (n_var, N, P) block with int
-    widest = max(spec.n_state, spec.n_history, spec.n_exposure, 1)
+    widest = max(spec.n_state, spec.n_history, spec.n_exposure, 1,
+                 *(max(m.n_rows, 1) for m in spec.monitors))
     batch_sets = max(1, min(int(batch_sets), n_sets, _INT32_MAX // (n * widest)))
     if batch_sets < n_sets:  # equal batches rather than a full one and a small one
         count = -(-n_sets // batch_sets)
@@ -169,12 +175,13 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | 
     spec = spec or build_kernel(plan, edges=edges, unroll=unroll)
     device.load(spec)
     n_sets, n_nodes = plan.n_sets, plan.n_nodes
-    n_samples, every = plan.monitor.n_samples, spec.every
-    if plan.monitor.n_steps_simulated >= _INT32_MAX:
+    n_steps = plan.n_steps_simulated
+    if n_steps >= _INT32_MAX:
         raise ParameterError(f"the CUDA backend counts steps with int: n_steps must be < 2**31, "
-                         f"but got {plan.monitor.n_steps_simulated}")
-    plan_ = schedule(spec, n_sets, n_samples, device.free_bytes(), block=block or 128,
-                     batch_sets=batch_sets, chunk_samples=chunk_samples)
+                             f"but got {n_steps}")
+    first = spec.monitors[0]
+    plan_ = schedule(spec, n_sets, -(-n_steps // first.every), device.free_bytes(),
+                     block=block or 128, batch_sets=batch_sets, chunk_samples=chunk_samples)
     if block is None:
         plan_ = dataclasses.replace(plan_, block=auto_block(plan_.batch_sets, n_nodes,
                                                             device.multiprocessors()))
@@ -183,31 +190,58 @@ def run_on(device: Device, plan: RunPlan, *, edges: str = "auto", unroll: int | 
     device.set_constants({name: edge[role] for name, role in spec.constants})
     on_device = {role: device.upload(edge[role]) for _, role in spec.arguments
                  if role.startswith("edge_")}
+    for j, m in enumerate(spec.monitors):
+        if m.weights is not None:
+            on_device[f"weights{j}"] = device.upload(np.asarray(m.weights, dtype=spec.dtype))
 
-    states = np.empty((n_samples, spec.n_state, n_nodes, n_sets), dtype=spec.dtype)
-    computed = np.empty((n_samples, spec.n_exposure, n_nodes, n_sets), dtype=spec.dtype)
+    outputs = [np.empty((p.n_samples, m.n_rows, n_nodes, n_sets), dtype=spec.dtype)
+               for p, m in zip(plan.monitors, spec.monitors, strict=True)]
     first_nonfinite = np.empty(n_sets, dtype=np.int32)
-    with progress_bar(progress, n_sets * n_samples * every, label) as advance:
-        _run_batches(device, plan, spec, plan_, on_device, states, computed, first_nonfinite,
-                     advance)
-    if all(kind == "kernel" for kind, _ in spec.exposure_map):
-        exposures = computed
-    else:
-        exposures = np.empty((n_samples, len(spec.exposure_map), n_nodes, n_sets),
-                             dtype=spec.dtype)
-        for row, (kind, index) in enumerate(spec.exposure_map):
-            exposures[:, row] = states[:, index] if kind == "state" else computed[:, index]
+    with progress_bar(progress, n_sets * n_steps, label) as advance:
+        _run_batches(device, plan, spec, plan_, on_device, outputs, first_nonfinite, advance)
+    pairs = tuple((out, None) if p.hemodynamic else _states_exposures(spec, out)
+                  for p, out in zip(plan.monitors, outputs, strict=True))
+    states, exposures = pairs[0] if len(pairs) == 1 else tuple(zip(*pairs))
     if return_first_nonfinite:
         return states, exposures, first_nonfinite.astype(np.int64)
     return states, exposures
 
 
-def _run_batches(device, plan, spec, plan_, on_device, states, exposures, first_nonfinite,
-                 advance):
-    """Each batch of sets: upload its initial arrays, launch the chunks, collect the samples
-    and the first non-finite steps."""
-    n_sets, n_nodes, n_samples = plan.n_sets, plan.n_nodes, plan.monitor.n_samples
-    every, dtype, seed = spec.every, spec.dtype, int(plan.seed)
+def _states_exposures(spec: KernelSpec, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A plain monitor's (states, exposures) from its kernel rows (state variables, then the
+    exposures the kernel computes); exposures that are state variables are copied."""
+    states, computed = out[:, :spec.n_state], out[:, spec.n_state:]
+    if all(kind == "kernel" for kind, _ in spec.exposure_map):
+        return states, computed
+    exposures = np.empty((out.shape[0], len(spec.exposure_map)) + out.shape[2:], out.dtype)
+    for row, (kind, index) in enumerate(spec.exposure_map):
+        exposures[:, row] = states[:, index] if kind == "state" else computed[:, index]
+    return states, exposures
+
+
+def _launch_scalars(spec: KernelSpec, plan: RunPlan, step: int, chunk_start: int) -> dict:
+    """The per-step scalars: each monitor's row in this chunk's buffer (-1 when no sample is
+    due at ``step``) and BOLD's ring rows."""
+    values = {"step": np.int32(step)}
+    for j, (p, m) in enumerate(zip(plan.monitors, spec.monitors, strict=True)):
+        sample = (step + 1) // m.every - 1
+        due = (step + 1) % m.every == 0 and sample < p.n_samples
+        values[f"row{j}"] = np.int32(sample - chunk_start // m.every if due else -1)
+    bold = [m for m in plan.monitors if m.name == "bold"]
+    if bold:
+        per_bin, n_bins = bold[0].per_bin, len(bold[0].weights)
+        newest = (step + 1) // per_bin
+        values["bin_slot"] = np.int32(newest % n_bins if (step + 1) % per_bin == 0 else -1)
+        values["newest_slot"] = np.int32(newest % n_bins)
+    return values
+
+
+def _run_batches(device, plan, spec, plan_, on_device, outputs, first_nonfinite, advance):
+    """Each batch of sets: upload its initial arrays, launch the chunks, collect every
+    monitor's samples and the first non-finite steps."""
+    n_sets, n_nodes, n_steps = plan.n_sets, plan.n_nodes, plan.n_steps_simulated
+    dtype, seed = spec.dtype, int(plan.seed)
+    chunk_steps = plan_.chunk_samples * spec.monitors[0].every
     for start in range(0, n_sets, plan_.batch_sets):
         batch = slice(start, min(n_sets, start + plan_.batch_sets))
         size = batch.stop - batch.start
@@ -218,11 +252,19 @@ def _run_batches(device, plan, spec, plan_, on_device, states, exposures, first_
         on_device["history"] = device.ring(
             (spec.history_length, spec.n_history, n_nodes, size), host["past"],
             host["past_rows"])
-        chunk = plan_.chunk_samples
-        buffers = [(device.empty((chunk, spec.n_state, n_nodes, size), dtype),
-                    device.empty((chunk, max(1, spec.n_exposure), n_nodes, size), dtype))
-                   for _ in range(2 if n_samples > chunk else 1)]
-        base = [None if role in _SCALARS else on_device.get(role) for _, role in spec.arguments]
+        for j, m in enumerate(spec.monitors):
+            if m.n_planes:
+                rest = np.asarray(m.rest or (0.0,) * m.n_planes, dtype=dtype)
+                on_device[f"monitor{j}"] = device.upload(np.ascontiguousarray(
+                    np.broadcast_to(rest[:, None, None], (m.n_planes, n_nodes, size))))
+        rows = [min(p.n_samples, chunk_steps // m.every + 1)
+                for p, m in zip(plan.monitors, spec.monitors, strict=True)]
+        n_chunks = -(-n_steps // chunk_steps)
+        buffers = [[device.empty((r, m.n_rows, n_nodes, size), dtype)
+                    for r, m in zip(rows, spec.monitors, strict=True)]
+                   for _ in range(2 if n_chunks > 1 else 1)]
+        base = [None if role in _SCALARS or role.startswith("row") else on_device.get(role)
+                for _, role in spec.arguments]
         where = {role: index for index, (_, role) in enumerate(spec.arguments)}
         fixed = {"n_sets": np.int32(size), "set_offset": np.int32(plan.set_offset + batch.start),
                  "seed_lo": np.uint32(seed & 0xFFFFFFFF),
@@ -231,30 +273,28 @@ def _run_batches(device, plan, spec, plan_, on_device, states, exposures, first_
             if role in where:
                 base[where[role]] = value
         grid = (-(-size // plan_.block), n_nodes)
-        for index, first in enumerate(range(0, n_samples, chunk)):
-            count = min(chunk, n_samples - first)
-            out_state, out_exposure = buffers[index % len(buffers)]
-            base[where["out_state"]] = out_state
-            if spec.n_exposure:
-                base[where["out_exposure"]] = out_exposure
+        for index, first in enumerate(range(0, n_steps, chunk_steps)):
+            stop = min(n_steps, first + chunk_steps)
+            buffer = buffers[index % len(buffers)]
+            for j, out in enumerate(buffer):
+                base[where[f"out{j}"]] = out
             launches = []
-            for sample in range(count):
-                for substep in range(every):
-                    arguments = list(base)
-                    arguments[where["step"]] = np.int32((first + sample) * every + substep)
-                    arguments[where["sample"]] = np.int32(sample)
-                    arguments[where["substep"]] = np.int32(substep)
-                    launches.append(arguments)
+            for step in range(first, stop):
+                arguments = list(base)
+                for role, value in _launch_scalars(spec, plan, step, first).items():
+                    arguments[where[role]] = value
+                launches.append(arguments)
             device.launch(grid, plan_.block, launches)
-            device.download(out_state, states[first:first + count, :, :, batch])
-            if spec.n_exposure:
-                device.download(out_exposure, exposures[first:first + count, :, :, batch])
-            advance(size * count * every)
+            for j, (p, m) in enumerate(zip(plan.monitors, spec.monitors, strict=True)):
+                done, now = min(p.n_samples, first // m.every), min(p.n_samples, stop // m.every)
+                if now > done:
+                    device.download(buffer[j], outputs[j][done:now, :, :, batch])
+            advance(size * (stop - first))
             del launches, arguments
         device.download(on_device["first_nonfinite"], first_nonfinite[batch])
         device.finish()
         # release this batch's arrays before the next batch allocates its own
-        for role in ("state", "parameters", "speed_index", "history", "out_state",
-                     "out_exposure", "first_nonfinite"):
+        for role in ("state", "parameters", "speed_index", "history", "first_nonfinite",
+                     *(f"monitor{j}" for j in range(len(spec.monitors)))):
             on_device.pop(role, None)
-        del buffers, out_state, out_exposure, base
+        del buffers, buffer, base

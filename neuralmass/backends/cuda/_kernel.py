@@ -14,8 +14,9 @@ warp (same node, consecutive sets) read 32 consecutive values (coalesced) and th
   ``τ & (B - 1)``. B is a power of two ≥ max delay + 2, so the row a step writes,
   ``(k + 1) & (B - 1)``, is never a row it reads, ``(k - d) & (B - 1)``: the nodes of a step
   need no synchronisation, and consecutive launches order the steps;
-- ``out_state``/``out_exposure``: (n_samples, n_state|n_exposure, N, P), one chunk of the
-  monitor's samples (exposures that are plain state variables are left to the host);
+- ``out<j>``: (rows, n_rows, N, P), one chunk of monitor j's samples, and ``monitor<j>``:
+  (n_planes, N, P), what it keeps from step to step (:class:`MonitorSpec`; exposures that are
+  plain state variables are left to the host);
 - ``parameters``: (n_swept, P), the parameters that vary between sets; all others are literals;
 - ``first_nonfinite``: (P,) int, the first step n (state at t = n dt) whose new state held NaN
   or inf, -1 while finite (:mod:`neuralmass.divergence`): a thread that computes a non-finite
@@ -59,6 +60,7 @@ import sympy
 from sympy.codegen import ast
 from sympy.codegen.cnodes import restrict
 
+from ... import hemodynamics as hd
 from ...errors import ParameterError
 from ...model import symbol
 from ...plan import RunPlan
@@ -93,18 +95,20 @@ class KernelSpec:
     Attributes:
         source: the CUDA C++ source; digest: its sha256 (the compilation cache key).
         arguments: ``(name, role)`` of each kernel parameter in order; roles are ``state``,
-            ``history``, ``out_state``, ``out_exposure``, ``first_nonfinite``, ``parameters``,
-            ``speed_index``,
-            ``edge_start``, ``edge_source``, ``edge_weight``, ``edge_delay`` (device arrays) and
-            ``n_sets``, ``set_offset``, ``step`` (the global step k), ``sample`` (the
-            sample's row in the chunk), ``substep`` (k's place in the sample) (int), ``seed_lo``,
-            ``seed_hi`` (unsigned int).
+            ``history``, ``out<j>``, ``monitor<j>``, ``weights<j>`` (monitor j's chunk of
+            samples, its kept values and BOLD weights, :class:`MonitorSpec`),
+            ``first_nonfinite``, ``parameters``, ``speed_index``, ``edge_start``,
+            ``edge_source``, ``edge_weight``, ``edge_delay`` (device arrays) and ``n_sets``,
+            ``set_offset``, ``step`` (the global step k), ``row<j>`` (the row of monitor j's
+            chunk a sample due at k goes to, else -1), ``bin_slot``, ``newest_slot`` (BOLD's
+            ring rows, see :func:`_monitor_statements`) (int), ``seed_lo``, ``seed_hi``
+            (unsigned int).
         constants: ``(name, role)`` of the ``__constant__`` arrays the host fills before a
             launch (edge roles as above).
         dtype: float32 or float64. history_length: B. history_variables: indices of the state
             variables held in the history, in history order. swept: names of the per-set
             parameters, in the order of the ``parameters`` rows.
-        every, average: the monitor (steps per sample; mean or last state).
+        monitors: one :class:`MonitorSpec` per monitor of the plan, in order.
         n_state, n_exposure (computed by the kernel), n_nodes, n_edges, n_speeds: sizes.
         exposure_map: for each of the model's exposures, ``("state", v)`` when it is state
             variable v (the host copies it) or ``("kernel", k)``, row k of ``out_exposure``.
@@ -118,8 +122,7 @@ class KernelSpec:
     history_length: int
     history_variables: tuple[int, ...]
     swept: tuple[str, ...]
-    every: int
-    average: bool
+    monitors: tuple[MonitorSpec, ...]
     n_state: int
     n_exposure: int
     exposure_map: tuple[tuple[str, int], ...]
@@ -330,10 +333,8 @@ class _K:
     p, n_sets, set_offset = _int("nm_p"), _int("nm_n_sets"), _int("nm_set_offset")
     seed_lo, seed_hi = _int("nm_seed_lo"), _int("nm_seed_hi")
     stride_p, stride_np = _int("nm_P"), _int("nm_NP")
-    stride_history, stride_state = _int("nm_history_row"), _int("nm_state_sample")
-    stride_exposure = _int("nm_exposure_sample")
-    out_row = _int("nm_out_row")
-    sample, substep, node, edge = (_int(f"nm_{n}") for n in ("sample", "substep", "node", "edge"))
+    stride_history = _int("nm_history_row")
+    node, edge = _int("nm_node"), _int("nm_edge")
     step, write_row = _int("nm_step"), _int("nm_write_row")
     edge_begin, edge_end, source, read_row = (_int(f"nm_{n}") for n in
                                                ("edge_begin", "edge_end", "source", "read_row"))
@@ -434,9 +435,12 @@ def _signature(kernel: _Kernel):
     pointer("nm_state", "state", ast.real, const=False)
     if kernel.n_hist:
         pointer("nm_history", "history", ast.real, const=False)
-    pointer("nm_out_state", "out_state", ast.real, const=False)
-    if kernel.exposures:
-        pointer("nm_out_exposure", "out_exposure", ast.real, const=False)
+    for j, spec in enumerate(_monitor_specs(kernel)):
+        pointer(f"nm_out{j}", f"out{j}", ast.real, const=False)
+        if spec.n_planes:
+            pointer(f"nm_monitor{j}", f"monitor{j}", ast.real, const=False)
+        if spec.weights is not None:
+            pointer(f"nm_weights{j}", f"weights{j}", ast.real, const=True)
     pointer("nm_first_nonfinite", "first_nonfinite", INT, const=False)
     if kernel.plan.swept:
         pointer("nm_parameters", "parameters", ast.real, const=True)
@@ -459,8 +463,11 @@ def _signature(kernel: _Kernel):
     scalar(_K.n_sets, "n_sets", INT)
     scalar(_K.set_offset, "set_offset", INT)
     scalar(_K.step, "step", INT)
-    scalar(_K.sample, "sample", INT)
-    scalar(_K.substep, "substep", INT)
+    for j in range(len(kernel.plan.monitors)):
+        scalar(_int(f"nm_row{j}"), f"row{j}", INT)
+    if any(m.name == "bold" for m in kernel.plan.monitors):
+        scalar(_int("nm_bin_slot"), "bin_slot", INT)
+        scalar(_int("nm_newest_slot"), "newest_slot", INT)
     if kernel.stochastic:
         scalar(_K.seed_lo, "seed_lo", UINT)
         scalar(_K.seed_hi, "seed_hi", UINT)
@@ -548,54 +555,147 @@ def _step_statements(kernel: _Kernel) -> tuple[list, list[sympy.Symbol]]:
     return statements, next_state
 
 
+@dataclasses.dataclass(frozen=True)
+class MonitorSpec:
+    """One monitor as the kernel records it and the host drives it.
+
+    Attributes:
+        name: the monitor's name; every: steps per sample.
+        n_rows: rows per sample of its output ``nm_out<j>`` ((rows, N, P) per sample): the
+            state variables then the kernel's exposures (raw, subsample, temporal average),
+            or its variables (BOLD, Balloon).
+        n_planes: (N, P) planes of its values kept across launches ``nm_monitor<j>``:
+            running totals (temporal average); the 4-ms bin's sum then a ring of
+            ``HRF_BINS`` bins, bin K in ring row K % HRF_BINS (BOLD); s, f, v, q per
+            variable (Balloon); 0 when it keeps none.
+        rest: the value of each of those planes at the start (Balloon: s = 0, f = v = q =
+            1), or ``()`` for zeros.
+        weights: (BOLD) the HRF lag weights, uploaded as ``nm_weights<j>``.
+    """
+
+    name: str
+    every: int
+    n_rows: int
+    n_planes: int
+    rest: tuple[float, ...] = ()
+    weights: tuple[float, ...] | None = None
+
+
+#: 4-ms bins in the BOLD ring (a 20-s kernel, tvb-library's Bold)
+HRF_BINS = hd.kernel_time().size
+
+
+def _monitor_specs(kernel: _Kernel) -> tuple[MonitorSpec, ...]:
+    specs = []
+    for m in kernel.plan.monitors:
+        if m.name == "bold":
+            specs.append(MonitorSpec(m.name, m.every, m.n_out, m.n_out * (1 + HRF_BINS),
+                                     weights=tuple(float(w) for w in m.weights)))
+        elif m.name == "balloon":
+            specs.append(MonitorSpec(m.name, m.every, m.n_out, 4 * m.n_out,
+                                     rest=(0.0, 1.0, 1.0, 1.0) * m.n_out))
+        else:
+            n_rows = kernel.n_state + len(kernel.exposures)
+            specs.append(MonitorSpec(m.name, m.every, n_rows, n_rows if m.average else 0))
+    return tuple(specs)
+
+
 def _monitor_statements(kernel: _Kernel, next_state: list[sympy.Symbol]) -> list:
-    """The sample of the monitor: the new state and the computed exposures, written at the
-    sample's last step, or summed over its steps and divided at the last (temporal average)."""
-    monitor = kernel.plan.monitor
-    every, average = monitor.every, monitor.average
-
-    def out_state(v):
-        return _load("nm_out_state", _K.out_row * _K.stride_state + v * _K.stride_np + _K.where)
-
-    def out_exposure(e):
-        return _load("nm_out_exposure",
-                     _K.out_row * _K.stride_exposure + e * _K.stride_np + _K.where)
-
+    """Every monitor's update with the new state (see :class:`MonitorSpec`). The host passes
+    ``nm_row<j>``, the row of monitor j's chunk buffer that a sample due at this step goes to
+    (-1 when none is due), and for BOLD ``nm_bin_slot`` (the ring row of the 4-ms bin that
+    ends at this step, -1 when none does) and ``nm_newest_slot`` (the ring row of the newest
+    finished bin)."""
+    plan = kernel.plan
     to_next = dict(zip(kernel.program.state, next_state, strict=True))
-    temporaries, values = _cse_values([e.xreplace(to_next) for e in kernel.exposures],
-                                      "nm_exposure_t")
-    outputs = [(out_state(v), x) for v, x in enumerate(next_state)]
-    outputs += [(out_exposure(e), x) for e, x in enumerate(values)]
-    last = sympy.Eq(_K.substep, every - 1)
-    if average and every > 1:
-        return [
-            ast.Comment(f"temporal average over {every} steps: sum, then divide at the "
-                        "window's last step"),
-            *temporaries,
-            If(sympy.Eq(_K.substep, 0), [ast.Assignment(target, sympy.Float(0.0))
-                                         for target, _ in outputs]),
-            *[ast.aug_assign(target, "+", x) for target, x in outputs],
-            If(last, [ast.Assignment(target, target / sympy.Integer(every))
-                      for target, _ in outputs]),
-        ]
-    name = "temporal average over 1 step" if average else monitor.name
-    writes = [*temporaries, *[ast.Assignment(target, x) for target, x in outputs]]
-    return [ast.Comment(f"{name}: the state at the sample's last step"),
-            *(writes if every == 1 else [If(last, writes)])]
+    temporaries, exposure_values = _cse_values([e.xreplace(to_next) for e in kernel.exposures],
+                                               "nm_exposure_t")
+    record = list(next_state) + list(exposure_values)  # the rows of a plain monitor
+    # the value of each model record index (state v, then exposure v - n_state)
+    by_index = list(next_state) + [next_state[i] if kind == "state" else exposure_values[i]
+                                   for kind, i in kernel.exposure_map]
+    plane = _int("nm_plane64")
+    statements: list = [ast.Comment("monitors"), *temporaries]
+    for j, (m, spec) in enumerate(zip(plan.monitors, _monitor_specs(kernel), strict=True)):
+        row = _int(f"nm_row{j}")
+        out_row = _int(f"nm_out_row{j}")
+        due = sympy.GreaterThan(row, 0)
+
+        def out(r, j=j, out_row=out_row, n_rows=spec.n_rows):
+            return _load(f"nm_out{j}", (out_row * n_rows + r) * plane + _K.where)
+
+        def kept(r, j=j):
+            return _load(f"nm_monitor{j}", r * plane + _K.where)
+
+        statements.append(_declare(out_row, row, INT64))
+        if m.name == "bold":
+            interim, lag = _real(f"nm_bold{j}_total"), _int(f"nm_bold{j}_lag")
+            weight = _load(f"nm_weights{j}", lag)
+            body = [ast.Comment(f"BOLD every {m.every} steps: 4-ms bins ({m.per_bin} steps) in "
+                                f"a ring of {HRF_BINS}, weighed with the HRF lag weights")]
+            body.append(_declare(lag, None, INT, const=False))
+            body.append(_declare(interim, None, const=False))
+            bin_slot, newest = _int("nm_bin_slot"), _int("nm_newest_slot")
+            for v, r in enumerate(m.variables):
+                def ring(slot, v=v, n_var=m.n_out):
+                    return kept((1 + slot) * n_var + v)
+
+                body.append(ast.aug_assign(kept(v), "+", by_index[r]))
+                body.append(If(sympy.GreaterThan(bin_slot, 0), [
+                    ast.Assignment(ring(bin_slot), kept(v) / sympy.Integer(m.per_bin)),
+                    ast.Assignment(kept(v), sympy.Float(0.0))]))
+                weigh = [
+                    ast.Assignment(interim, sympy.Float(0.0)),
+                    # lag m reads bin K - m: rows newest - m, then (wrapped) newest - m + HRF_BINS
+                    ast.For(lag, sympy.Range(0, newest + 1), [
+                        ast.aug_assign(interim, "+", weight * ring(newest - lag))]),
+                    ast.For(lag, sympy.Range(newest + 1, HRF_BINS), [
+                        ast.aug_assign(interim, "+", weight * ring(newest - lag + HRF_BINS))]),
+                    ast.Assignment(out(v), (interim - sympy.Float(m.offset))
+                                   * sympy.Float(m.scale)),
+                ]
+                body.append(If(due, weigh))
+            statements += body
+        elif m.name == "balloon":
+            c = m.constants
+            body = [ast.Comment(f"Balloon-Windkessel ({c.source.split(':')[0]}), one Heun "
+                                f"step of dt; BOLD every {m.every} steps")]
+            for v, r in enumerate(m.variables):
+                old = [_real(f"nm_balloon{j}_{v}_{n}") for n in "sfvq"]
+                body += [_declare(u, kept(4 * v + i)) for i, u in enumerate(old)]
+                new = hd.balloon_heun_step(tuple(old), by_index[r], m.dt_s, c)
+                new_symbols = [_real(f"nm_balloon{j}_{v}_new_{n}") for n in "sfvq"]
+                body += _assignments(list(zip(new_symbols, new, strict=True)),
+                                     f"nm_balloon{j}_{v}_t")
+                body += [ast.Assignment(kept(4 * v + i), u) for i, u in enumerate(new_symbols)]
+                body.append(If(due, [ast.Assignment(
+                    out(v), hd.balloon_bold(tuple(new_symbols), c))]))
+            statements += body
+        elif m.average:
+            statements.append(ast.Comment(f"temporal average over {m.every} steps: running "
+                                          "totals, divided when a window ends"))
+            statements += [ast.aug_assign(kept(r), "+", x) for r, x in enumerate(record)]
+            statements.append(If(due, [
+                *[ast.Assignment(out(r), kept(r) / sympy.Integer(m.every))
+                  for r in range(len(record))],
+                *[ast.Assignment(kept(r), sympy.Float(0.0)) for r in range(len(record))]]))
+        else:
+            statements.append(ast.Comment(f"{m.name}: the state at the sample's last step"))
+            statements.append(If(due, [ast.Assignment(out(r), x)
+                                       for r, x in enumerate(record)]))
+    return statements
 
 
 def _thread_statements(kernel: _Kernel) -> list:
     """What a thread declares before its node's step: strides, ring rows, literals, swept
     parameters, the speed index, Philox constants and loop counters."""
     plan, used_names = kernel.plan, kernel.used_names
-    n_hist, n_exposure = kernel.n_hist, len(kernel.exposures)
+    n_hist = kernel.n_hist
     statements: list = [
         _declare(_K.stride_p, _K.n_sets, INT),
         _declare(_K.stride_np, plan.n_nodes * _K.stride_p, INT),
         *([_declare(_K.stride_history, n_hist * _K.stride_np, INT)] if n_hist else []),
-        _declare(_K.stride_state, kernel.n_state * _K.stride_np, INT),
-        *([_declare(_K.stride_exposure, n_exposure * _K.stride_np, INT)] if n_exposure else []),
-        _declare(_K.out_row, _K.sample, INT64),
+        _declare(_int("nm_plane64"), _K.stride_np, INT64),
     ]
     if n_hist:
         statements.append(_declare(_K.write_row, bit_and(_K.step + 1, kernel.length - 1), INT64))
@@ -644,7 +744,8 @@ def _source(kernel: _Kernel, parameters: list, file_scope: list, thread: list) -
                     f"{' (stochastic)' if kernel.stochastic else ''}, {dtype.name}, "
                     f"dt = {plan.dt!r} ms, {plan.n_nodes} nodes, {kernel.n_edges} edges, "
                     f"history {kernel.length} x {kernel.n_hist}, "
-                    f"{plan.monitor.name} every {plan.monitor.every} steps"),
+                    "monitors " + ", ".join(f"{m.name} every {m.every} steps"
+                                            for m in plan.monitors)),
         ast.Comment("swept per set: " + (", ".join(plan.swept) if plan.swept else "none")
                     + f"; edges in {kernel.placement} memory"),
     ]
@@ -680,8 +781,7 @@ def build_kernel(plan: RunPlan, *, edges: str = "auto", unroll: int | None = Non
         history_length=kernel.length,
         history_variables=kernel.history_variables,
         swept=plan.swept,
-        every=plan.monitor.every,
-        average=plan.monitor.average,
+        monitors=_monitor_specs(kernel),
         n_state=kernel.n_state,
         n_exposure=len(kernel.exposures),
         exposure_map=kernel.exposure_map,

@@ -44,7 +44,7 @@ def run(plan: RunPlan, *, progress: bool = False, return_first_nonfinite: bool =
     with jax.enable_x64(True) if switch else contextlib.nullcontext():
         simulator = build_simulator(
             plan.model, plan.connectivity, dt=plan.dt, integrator=plan.integrator,
-            noise_std=plan.noise_std, monitor=plan.monitor, dtype=np.dtype(plan.dtype).name,
+            noise_std=plan.noise_std, monitors=plan.monitors, dtype=np.dtype(plan.dtype).name,
             max_delay=plan.max_delay,
         )
         states, exposures, first = simulator(plan.params, plan.initial_state,
@@ -52,7 +52,7 @@ def run(plan: RunPlan, *, progress: bool = False, return_first_nonfinite: bool =
                                              set_offset=plan.set_offset,
                                              return_first_nonfinite=True)
         if not traced:
-            states, exposures = np.asarray(states), np.asarray(exposures)
+            states, exposures = jax.tree.map(np.asarray, (states, exposures))
             first = np.asarray(first, dtype=np.int64)
     if not return_first_nonfinite:
         return states, exposures

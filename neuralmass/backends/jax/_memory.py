@@ -1,7 +1,8 @@
 """The JAX backend's memory: what a call of the simulator allocates, estimated before it runs,
 and how many parameter sets fit at once.
 
-Per set: the history ring (B, n_cvar, N), the carries (state, running totals), each step's
+Per set: the history ring (B, n_cvar, N), the carries (state, the monitors' running totals,
+BOLD rings and Balloon states), each step's
 delayed reads (nnz per history term), the scan's outputs (padded to whole chunks, then
 sliced); under tracing (``jax.grad`` may follow; the tracer does not say) also the residuals
 of the checkpointed scan: the carry (history ring and state) at each of the ~√T chunk
@@ -14,6 +15,7 @@ from __future__ import annotations
 import jax
 
 from .._memory import MemoryEstimate, available_bytes, refuse
+from ._monitors import sizes as monitor_sizes
 
 __all__ = ["available_memory", "estimate", "sets_per_batch"]
 
@@ -42,12 +44,13 @@ def estimate(sim, n_sets: int, traced: bool, batched: bool = False) -> MemoryEst
     nnz = int(sim.targets.shape[0])
     n_delayed = sum(len(term.history_index) for term in sim.lowered.couplings)
     chunk, n_chunks = sim.chunking
-    shape = (sim.n_samples, n_var, n_nodes, n_sets)
-    outputs = sim.n_samples * n_var * n_nodes * n_sets * itemsize * (2 if batched else 1)
-    ring = history_length(sim.max_delay) * n_cvar * n_nodes
+    rows, kept = (sum(r) for r in zip(*(monitor_sizes(m, n_var) for m in sim.monitors)))
+    shape = (sim.n_samples, rows, n_nodes, n_sets)
+    outputs = sim.n_samples * rows * n_nodes * n_sets * itemsize * (2 if batched else 1)
+    ring = (history_length(sim.max_delay) * n_cvar + kept) * n_nodes
     history = ring * n_sets * itemsize
     per_step = nnz * (n_delayed + 2) + (n_state + n_var) * n_nodes
-    padded = n_chunks * chunk * n_var * n_nodes
+    padded = n_chunks * chunk * rows * n_nodes
     work = (per_step + padded) * n_sets * itemsize + nnz * (12 + 2 * itemsize)
     residuals = 0
     if traced:

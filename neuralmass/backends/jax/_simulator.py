@@ -25,13 +25,17 @@ import numpy as np
 from ...connectivity import Connectivity
 from ...errors import ParameterError
 from ...model import Model
-from ...monitors import plan_monitor
+from ...monitors import plan_monitors
 from ...plan import DTYPES, _noise_std
 from ...random import philox_normals, seed_key
 from ...scheme import get_integrator, history_length
 from ._compilation_cache import enable_compilation_cache
 from ._lower import LoweredModel, lower
 from ._memory import sets_per_batch
+from ._monitors import JaxMonitor, block_steps, collect
+from ._monitors import emit as monitor_emit
+from ._monitors import init as monitor_init
+from ._monitors import update as monitor_update
 
 __all__ = ["Simulator", "make_simulator"]
 
@@ -61,7 +65,9 @@ class Simulator(eqx.Module):
 
     Returns ``(states, exposures)`` of shapes (T, n_state, N, P) and (T, n_exposure, N, P);
     with ``return_first_nonfinite=True`` also each set's first non-finite step (P,) int32
-    (the state at t = n dt held NaN or inf; -1 while finite), tracked in the loop.
+    (the state at t = n dt held NaN or inf; -1 while finite), tracked in the loop. With
+    several monitors ``states`` and ``exposures`` are tuples, one entry per monitor; a BOLD
+    or Balloon monitor's are its (T, n_variables, N, P) BOLD and ``None``.
     """
 
     targets: jax.Array
@@ -77,9 +83,7 @@ class Simulator(eqx.Module):
     n_state: int = eqx.field(static=True)
     n_exposures: int = eqx.field(static=True)
     dt: float = eqx.field(static=True)
-    every: int = eqx.field(static=True)
-    n_samples: int = eqx.field(static=True)
-    average: bool = eqx.field(static=True)
+    monitors: tuple[JaxMonitor, ...] = eqx.field(static=True)
     stochastic: bool = eqx.field(static=True)
     max_delay: int = eqx.field(static=True)
     dtype: str = eqx.field(static=True)
@@ -125,9 +129,23 @@ class Simulator(eqx.Module):
                 tuple(axes), state[..., sets] if state.ndim == 3 else state,
                 history[..., sets] if history is not None and history.ndim == 4 else history,
                 key, table, speed_index[sets], jnp.int32(set_offset + start)))
-        states, exposures, first = (jnp.concatenate(p, axis=-1) if len(parts) > 1 else p[0]
-                                    for p in zip(*parts))
+        outputs, first = jax.tree.map(lambda *p: jnp.concatenate(p, axis=-1), *parts) \
+            if len(parts) > 1 else parts[0]
+        pairs = tuple((out, None) if m.name in ("bold", "balloon")
+                      else (out[:, :self.n_state], out[:, self.n_state:])
+                      for m, out in zip(self.monitors, outputs, strict=True))
+        states, exposures = pairs[0] if len(pairs) == 1 else tuple(zip(*pairs))
         return (states, exposures, first) if return_first_nonfinite else (states, exposures)
+
+    @property
+    def every(self) -> int:
+        """Steps per block of the loop (the monitors' periods' greatest common divisor)."""
+        return block_steps(self.monitors)
+
+    @property
+    def n_samples(self) -> int:
+        """Blocks the loop runs: up to the last sample of any monitor."""
+        return max(m.n_samples * m.every for m in self.monitors) // self.every
 
     @property
     def chunking(self) -> tuple[int, int]:
@@ -215,27 +233,34 @@ class Simulator(eqx.Module):
                               for v in lowered.exposures(*x, *values)])
 
         n_steps = self.n_samples * self.every  # the padding of the last chunk is not recorded
+        monitors = self.monitors
+
+        def record(x):
+            """The state variables then the exposures, (n_state + n_exposure, N)."""
+            return jnp.concatenate([x, exposures(x)]) if self.n_exposures else x
 
         def sample(carry, index):
             def advance(inner, j):
-                x, buffer, total, total_exposures, first = inner
+                x, buffer, reduced, first = inner
                 k = index * self.every + j
                 x, buffer = step(x, buffer, k)
                 # the first step whose state is not finite (neuralmass.divergence)
                 first = jnp.where((first < 0) & (k < n_steps) & ~jnp.all(jnp.isfinite(x)),
                                   (k + 1).astype(first.dtype), first)
-                if self.average:
-                    total, total_exposures = total + x, total_exposures + exposures(x)
-                return (x, buffer, total, total_exposures, first), None
+                now = record(x)
+                reduced = tuple(monitor_update(m, c, now, k)
+                                for m, c in zip(monitors, reduced, strict=True))
+                return (x, buffer, reduced, first), None
 
-            x, buffer, first = carry
-            zeros = jnp.zeros_like(x)
-            zeros_exposures = jnp.zeros_like(exposures(x))
-            (x, buffer, total, total_exposures, first), _ = jax.lax.scan(
-                advance, (x, buffer, zeros, zeros_exposures, first), jnp.arange(self.every))
-            if self.average:
-                return (x, buffer, first), (total / self.every, total_exposures / self.every)
-            return (x, buffer, first), (x, exposures(x))
+            x, buffer, reduced, first = carry
+            (x, buffer, reduced, first), _ = jax.lax.scan(
+                advance, (x, buffer, reduced, first), jnp.arange(self.every))
+            last = index * self.every + self.every - 1
+            now = record(x)
+            emitted = tuple(monitor_emit(m, c, now, last)
+                            for m, c in zip(monitors, reduced, strict=True))
+            return (x, buffer, tuple(c for c, _ in emitted), first), \
+                tuple(y for _, y in emitted)
 
         chunk, n_chunks = self.chunking
 
@@ -243,11 +268,13 @@ class Simulator(eqx.Module):
         def run_chunk(carry, c):
             return jax.lax.scan(sample, carry, c * chunk + jnp.arange(chunk))
 
-        (_, _, first), (states, exposure_values) = jax.lax.scan(
-            run_chunk, (state, buffer, jnp.int32(-1)), jnp.arange(n_chunks))
-        states = states.reshape((n_chunks * chunk,) + states.shape[2:])[: self.n_samples]
-        exposure_values = exposure_values.reshape((n_chunks * chunk,) + exposure_values.shape[2:])
-        return states, exposure_values[: self.n_samples], first
+        reduced = tuple(monitor_init(m, record(state)) for m in monitors)
+        (_, _, _, first), outputs = jax.lax.scan(
+            run_chunk, (state, buffer, reduced, jnp.int32(-1)), jnp.arange(n_chunks))
+        outputs = tuple(
+            collect(m, y.reshape((n_chunks * chunk,) + y.shape[2:])[: self.n_samples],
+                    self.every) for m, y in zip(monitors, outputs, strict=True))
+        return outputs, first
 
 
 @eqx.filter_jit
@@ -310,12 +337,12 @@ def make_simulator(
     return build_simulator(
         model, connectivity, dt=float(dt),
         integrator=get_integrator(integrator, stochastic=noise_std is not None),
-        noise_std=noise_std, monitor=plan_monitor(monitors, dt, n_steps), dtype=dtype,
+        noise_std=noise_std, monitors=plan_monitors(monitors, dt, n_steps, model), dtype=dtype,
         max_delay=int(delays.max()) if delays.size else 0,
     )
 
 
-def build_simulator(model, connectivity, *, dt, integrator, noise_std, monitor, dtype,
+def build_simulator(model, connectivity, *, dt, integrator, noise_std, monitors, dtype,
                     max_delay) -> Simulator:
     """The :class:`Simulator` for already validated arguments (see :func:`make_simulator`)."""
     enable_compilation_cache()
@@ -337,9 +364,7 @@ def build_simulator(model, connectivity, *, dt, integrator, noise_std, monitor, 
         n_state=len(model.state_variables),
         n_exposures=len(model.exposure_names),
         dt=dt,
-        every=monitor.every,
-        n_samples=monitor.n_samples,
-        average=monitor.average,
+        monitors=tuple(JaxMonitor.from_plan(m) for m in monitors),
         stochastic=noise_std is not None,
         max_delay=int(max_delay),
         dtype=dtype,

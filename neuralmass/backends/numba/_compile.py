@@ -14,6 +14,7 @@ directory is used.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -29,6 +30,7 @@ import numba
 import numpy as np
 from numba.core import config as numba_config
 
+from ... import hemodynamics as _hemodynamics
 from ... import random as _random
 from .._cache import cache_directory
 from . import _kernels, _lanes, _math
@@ -43,7 +45,7 @@ _MODEL_FUNCTIONS = ("nm_zeros", "nm_edge", "nm_node", "nm_channels", "nm_exposur
 def loop_fingerprint() -> str:
     """A hash of everything the compiled loops depend on besides the generated source."""
     digest = hashlib.sha256()
-    for module in (_kernels, _lanes, _math, _random):
+    for module in (_kernels, _lanes, _math, _random, _hemodynamics):
         digest.update(inspect.getsource(module).encode())
     digest.update(f"numba {numba.__version__} numpy {np.__version__}".encode())
     return digest.hexdigest()[:16]
@@ -100,6 +102,18 @@ def _rebind(function: types.FunctionType, module: types.ModuleType) -> types.Fun
     return rebound
 
 
+def _with_globals(function: types.FunctionType, names: dict) -> types.FunctionType:
+    """``function`` reading ``names`` as globals (a compiled helper in place of a Python one)."""
+    return types.FunctionType(function.__code__, {**function.__globals__, **names},
+                              function.__name__, function.__defaults__)
+
+
+#: the Balloon–Windkessel constants as Numba sees them (the fields of BalloonConstants that
+#: the right-hand side reads)
+BalloonValues = collections.namedtuple(
+    "BalloonValues", ["kappa", "gamma", "tau_o", "alpha", "E0", "V0", "k1", "k2", "k3"])
+_MONITOR_KINDS = ("MONITOR_LAST", "MONITOR_AVERAGE", "MONITOR_BOLD", "MONITOR_BALLOON")
+
 _BINDING = threading.Lock()
 
 
@@ -120,7 +134,17 @@ def _bind_kernels(module: types.ModuleType) -> dict[str, object]:
                      block_channel_sums=_lanes.block_channel_sums,
                      normals4=_random.normals4, nm_sin=_math.sine, nm_cos=_math.cosine,
                      nm_max=numba.njit(inline="always")(_math.nan_maximum),
-                     nm_min=numba.njit(inline="always")(_math.nan_minimum))
+                     nm_min=numba.njit(inline="always")(_math.nan_minimum),
+                     BalloonValues=BalloonValues, HRF_BINS=_hemodynamics.kernel_time().size,
+                     nm_balloon_dfun=numba.njit(error_model="numpy")(
+                         _hemodynamics.balloon_dfun),
+                     **{name: getattr(_kernels, name) for name in _MONITOR_KINDS})
+    # the hemodynamics functions call balloon_dfun by name: compile them against it
+    namespace["nm_balloon_step"] = numba.njit(error_model="numpy")(_with_globals(
+        _hemodynamics.balloon_heun_step, {"balloon_dfun": namespace["nm_balloon_dfun"]}))
+    namespace["nm_balloon_bold"] = numba.njit(error_model="numpy")(_hemodynamics.balloon_bold)
+    for function in _kernels.HELPERS:
+        namespace[function.__name__] = numba.njit(inline="always")(_rebind(function, module))
     kernels = {
         function.__name__: numba.njit(cache=True, nogil=True)(_rebind(function, module))
         for function in _kernels.KERNELS

@@ -18,7 +18,9 @@ NM_CHANNEL_BLOCK`` = channels × L values per node and time):
   ``(k + 1) & mask``, which no delay reaches during step k since ``B_t ≥ max delay + 2``.
 - ``params[t]``: (n_swept, L) swept parameter values; ``tile_sets[t, p]`` the user's index of
   the set in lane p (lanes ≥ ``tile_valid[t]`` repeat a set and are not recorded).
-- ``totals[t]``: (N, n_state + n_exposures, L) running sums of the temporal average.
+- ``monitor_state[t]``: what each monitor keeps from step to step (running totals, BOLD's
+  ring of 4-ms bins, the Balloon–Windkessel state), and ``monitor_out`` every monitor's
+  samples, laid out by :mod:`._monitor_layout` (see :func:`record_monitors`).
 - ``first_nonfinite[t]``: (L,) the first step n (state at t = n dt) whose state held NaN or
   inf in each lane, -1 while finite (:mod:`neuralmass.divergence`): each step adds
   ``0 × value`` of every new state value to a per-lane sum, NaN once any value is not
@@ -57,25 +59,27 @@ NM_BLOCK = 1
 NM_COUPLED_STATES = (0,)
 NM_STOCHASTIC = NM_CHANNEL_SUMS = False
 nm_zeros = nm_edge = nm_node = nm_channels = nm_exposures = nm_record = None
+nm_balloon_step = nm_balloon_bold = BalloonValues = None
+HRF_BINS = 1
 
 
 def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight, near_end,
                  indptr, far_start, far_delay, far_target, far_weight, rowsum, params, sets,
-                 set_offset, n_valid, key, every, window, totals, out_states, out_exposures,
-                 first_nonfinite):
+                 set_offset, n_valid, key, monitors, variables, monitor_values, monitor_state,
+                 monitor_out, first_nonfinite):
     """Advance one tile through steps ``k_start … k_stop - 1`` and record the monitor.
 
     Arguments are the tile's own parts of the arrays of the module docstring (``x``,
     ``params``, ``sets``, ``totals``; ``base`` and ``mask`` of its history; the edge arrays of
-    its speed) and the shared ones. ``every``: steps per sample; ``window``: ``every`` in the
-    working dtype when the monitor averages, else 0; samples go to ``out_states`` (T,
-    n_state, N, P) and ``out_exposures`` (T, n_exposure, N, P). ``key``: the Philox key (2,)
-    of the seed. ``indptr`` and ``near_end`` are uint64 (no negative-index checks).
+    its speed) and the shared ones. ``monitors``, ``variables``, ``monitor_values``,
+    ``monitor_state`` (the tile's) and ``monitor_out``: the monitors, see
+    :func:`record_monitors`. ``key``: the Philox key (2,) of the seed. ``indptr`` and
+    ``near_end`` are uint64 (no negative-index checks).
     """
     q = load_block(params, 0, NM_SWEPT_BLOCK)
     node_stride = (mask + 2) * NM_CHANNEL_BLOCK  # one padding row, see the module docstring
-    average = window != 0
     noise = np.zeros(NM_STATE_BLOCK, x.dtype)
+    exposures = np.zeros(NM_EXPOSURE_BLOCK, x.dtype)
     health = np.zeros(NM_LANES, np.float64)  # NaN in a lane once a value is not finite
     far = np.zeros(NM_NODES * NM_BLOCK * NM_SUM_BLOCK if NM_CHANNEL_SUMS else NM_SUM_BLOCK,
                    x.dtype)
@@ -88,8 +92,6 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
                                NM_SUM_BLOCK, NM_BLOCK)
         for k in range(block_start, block_start + block_steps):
             write = base + ((k + 1) & mask) * NM_CHANNEL_BLOCK
-            sample_due = (k + 1) % every == 0
-            sample = (k + 1) // every - 1
             for i in range(NM_NODES):
                 xv = load_block(x, i * NM_STATE_BLOCK, NM_STATE_BLOCK)
                 acc = nm_zeros()
@@ -121,35 +123,135 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
                 if NM_CHANNELS > 0:
                     store_block(history, write + i * node_stride, out, NM_STATE_BLOCK,
                                 NM_CHANNEL_VALUES)
-                record = i * NM_RECORD_BLOCK
-                if average:
-                    total = nm_record(load_block(totals, record, NM_RECORD_BLOCK), out, q)
-                    store_block(totals, record, total, 0, NM_RECORD_BLOCK)
-                if sample_due:
-                    if average:
-                        for v in range(NM_STATE):
-                            for p in range(n_valid):
-                                m = record + v * NM_LANES + p
-                                out_states[sample, v, i, sets[p]] = totals[m] / window
-                        for v in range(NM_EXPOSURES):
-                            for p in range(n_valid):
-                                m = record + NM_STATE_BLOCK + v * NM_LANES + p
-                                out_exposures[sample, v, i, sets[p]] = totals[m] / window
-                        for m in range(NM_RECORD_BLOCK):
-                            totals[record + m] = 0
-                    else:
-                        exposures = nm_exposures(out, q)
-                        for v in range(NM_STATE):
-                            for p in range(n_valid):
-                                out_states[sample, v, i, sets[p]] = out[v * NM_LANES + p]
-                        for v in range(NM_EXPOSURES):
-                            for p in range(n_valid):
-                                out_exposures[sample, v, i, sets[p]] = \
-                                    exposures[v * NM_LANES + p]
+                record_monitors(k, i, x, q, out, sets, n_valid, monitors, variables,
+                                monitor_values, monitor_state, monitor_out, exposures)
             for p in range(NM_LANES):
                 if first_nonfinite[p] < 0 and health[p] != health[p]:
                     first_nonfinite[p] = k + 1
         block_start += block_steps
+
+
+# kinds of monitor (column 0 of ``monitors``)
+MONITOR_LAST, MONITOR_AVERAGE, MONITOR_BOLD, MONITOR_BALLOON = 0, 1, 2, 3
+
+
+def record_monitors(k, i, x, q, out, sets, n_valid, monitors, variables, monitor_values,
+                    monitor_state, monitor_out, exposures):
+    """Update every monitor with node ``i``'s new state ``out`` after step ``k`` (the state
+    at t = (k + 1) dt) and write the samples that are due.
+
+    ``monitors`` (n_monitors, 9) int64, one row per monitor: kind (``MONITOR_*``), steps per
+    sample, offset of its output in the flat ``monitor_out``, offset of its per-tile values
+    in ``monitor_state``, its number of variables, their offset in ``variables`` (record
+    indices: state v < NM_STATE, else exposure v - NM_STATE), steps per 4-ms bin (BOLD), the
+    offset of its constants in ``monitor_values`` (temporal average: the window length in
+    steps; BOLD: the HRF_BINS = 5000 lag weights, offset, scale;
+    Balloon: kappa, gamma, tau_o, alpha, E0, V0, k1, k2, k3, dt in s), and P.
+
+    Outputs: (T, n_state + n_exposure, N, P) for the raw, subsample and temporal-average
+    monitors, (T, n_variables, N, P) for BOLD and Balloon. Per-tile values, per node: the
+    running totals (NM_RECORD_BLOCK, temporal average); the 4-ms bin's running sum then a ring
+    of HRF_BINS bins, bin K in slot K % HRF_BINS (BOLD), each (n_variables, L); the
+    Balloon–Windkessel state (n_variables, 4, L).
+    """
+    have_exposures = False
+    n_sets = monitors[0, 8]
+    n_record = NM_STATE + NM_EXPOSURES
+    for j in range(monitors.shape[0]):
+        kind, every, out_at, at = monitors[j, 0], monitors[j, 1], monitors[j, 2], monitors[j, 3]
+        due = (k + 1) % every == 0
+        sample = (k + 1) // every - 1
+        if kind == MONITOR_AVERAGE:
+            record = at + i * NM_RECORD_BLOCK
+            total = nm_record(load_block(monitor_state, record, NM_RECORD_BLOCK), out, q)
+            store_block(monitor_state, record, total, 0, NM_RECORD_BLOCK)
+            if due:
+                row = out_at + sample * n_record * NM_NODES * n_sets
+                divisor = monitor_values[monitors[j, 7]]
+                write_rows(monitor_state, record, 0, n_record, divisor, monitor_out, row, i,
+                           sets, n_valid, n_sets)
+                for m in range(NM_RECORD_BLOCK):
+                    monitor_state[record + m] = 0
+            continue
+        if kind == MONITOR_LAST:
+            if due:
+                if NM_EXPOSURES > 0 and not have_exposures:
+                    store_block(exposures, 0, nm_exposures(out, q), 0, NM_EXPOSURE_BLOCK)
+                    have_exposures = True
+                row = out_at + sample * n_record * NM_NODES * n_sets
+                write_rows(x, i * NM_STATE_BLOCK, 0, NM_STATE, 1, monitor_out, row, i, sets,
+                           n_valid, n_sets)
+                write_rows(exposures, 0, NM_STATE, NM_EXPOSURES, 1, monitor_out, row, i, sets,
+                           n_valid, n_sets)
+            continue
+        n_var, first_var = monitors[j, 4], monitors[j, 5]
+        if NM_EXPOSURES > 0 and not have_exposures:
+            for v in range(n_var):
+                if variables[first_var + v] >= NM_STATE:
+                    store_block(exposures, 0, nm_exposures(out, q), 0, NM_EXPOSURE_BLOCK)
+                    have_exposures = True
+                    break
+        constants = monitors[j, 7]
+        if kind == MONITOR_BOLD:
+            per_bin = monitors[j, 6]
+            base = at + i * n_var * NM_LANES * (1 + HRF_BINS)
+            bin_due = (k + 1) % per_bin == 0
+            newest = (k + 1) // per_bin
+            slot = base + n_var * NM_LANES * (1 + newest % HRF_BINS)
+            for v in range(n_var):
+                r = variables[first_var + v]
+                for p in range(NM_LANES):
+                    value = x[i * NM_STATE_BLOCK + r * NM_LANES + p] if r < NM_STATE else \
+                        exposures[(r - NM_STATE) * NM_LANES + p]
+                    monitor_state[base + v * NM_LANES + p] += value
+                    if bin_due:
+                        monitor_state[slot + v * NM_LANES + p] = \
+                            monitor_state[base + v * NM_LANES + p] / per_bin
+                        monitor_state[base + v * NM_LANES + p] = 0
+                if due:
+                    offset = monitor_values[constants + HRF_BINS]
+                    scale = monitor_values[constants + HRF_BINS + 1]
+                    for p in range(n_valid):
+                        total = 0.0
+                        for m in range(HRF_BINS):
+                            ring = base + n_var * NM_LANES * (1 + (newest - m) % HRF_BINS)
+                            total += monitor_values[constants + m] * \
+                                monitor_state[ring + v * NM_LANES + p]
+                        monitor_out[out_at + ((sample * n_var + v) * NM_NODES + i) * n_sets
+                                    + sets[p]] = (total - offset) * scale
+        else:
+            c = BalloonValues(monitor_values[constants], monitor_values[constants + 1],
+                              monitor_values[constants + 2], monitor_values[constants + 3],
+                              monitor_values[constants + 4], monitor_values[constants + 5],
+                              monitor_values[constants + 6], monitor_values[constants + 7],
+                              monitor_values[constants + 8])
+            dt_s = monitor_values[constants + 9]
+            base = at + i * n_var * 4 * NM_LANES
+            for v in range(n_var):
+                r = variables[first_var + v]
+                for p in range(NM_LANES):
+                    value = x[i * NM_STATE_BLOCK + r * NM_LANES + p] if r < NM_STATE else \
+                        exposures[(r - NM_STATE) * NM_LANES + p]
+                    at_v = base + v * 4 * NM_LANES + p
+                    state = (monitor_state[at_v], monitor_state[at_v + NM_LANES],
+                             monitor_state[at_v + 2 * NM_LANES],
+                             monitor_state[at_v + 3 * NM_LANES])
+                    state = nm_balloon_step(state, value, dt_s, c)
+                    for m in range(4):
+                        monitor_state[at_v + m * NM_LANES] = state[m]
+                    if due and p < n_valid:
+                        monitor_out[out_at + ((sample * n_var + v) * NM_NODES + i) * n_sets
+                                    + sets[p]] = nm_balloon_bold(state, c)
+
+
+def write_rows(source, start, first_row, n_rows, divisor, monitor_out, row, i, sets, n_valid,
+               n_sets):
+    """``monitor_out[row + ((first_row + v) N + i) P + sets[p]] = source[start + v L + p] /
+    divisor`` for the ``n_rows`` variables v and the valid lanes p."""
+    for v in range(n_rows):
+        for p in range(n_valid):
+            monitor_out[row + ((first_row + v) * NM_NODES + i) * n_sets + sets[p]] = \
+                source[start + v * NM_LANES + p] / divisor
 
 
 def initialize_tile(x, history, base, mask, rows, params, sets, initial_state,
@@ -190,3 +292,5 @@ def initialize_tile(x, history, base, mask, rows, params, sets, initial_state,
 
 
 KERNELS = (advance_tile, initialize_tile)
+#: compiled with the kernels (same globals) and called from them
+HELPERS = (record_monitors, write_rows)

@@ -37,6 +37,7 @@ from ._compile import (
 )
 from ._layout import Tiles, choose_lanes, make_tiles
 from ._lower import Lowering, lower, plan_fingerprint
+from ._monitor_layout import MonitorLayout, monitor_layout
 
 __all__ = ["run", "generated_source", "prepare", "Prepared"]
 
@@ -105,8 +106,9 @@ def estimate_memory(plan: RunPlan, lowering: Lowering, tiles: Tiles) -> MemoryEs
     """Bytes of the outputs, the history and the working arrays of a run."""
     itemsize = np.dtype(plan.dtype).itemsize
     n_var = lowering.n_state + lowering.n_exposures
-    shape = (plan.monitor.n_samples, n_var, plan.n_nodes, plan.n_sets)
-    outputs = int(np.prod(shape, dtype=np.float64)) * itemsize
+    layout = _layout(plan, lowering, tiles)
+    shape = max(layout.shapes, key=lambda s: np.prod(s, dtype=np.float64))
+    outputs = layout.out_size * itemsize
     node_block = max(1, lowering.n_channels * tiles.lanes)
     rows = np.sum(tiles.history_mask + 2, dtype=np.float64)
     history = int(rows * plan.n_nodes * node_block * itemsize)
@@ -114,8 +116,14 @@ def estimate_memory(plan: RunPlan, lowering: Lowering, tiles: Tiles) -> MemoryEs
         tiles.lanes * (lowering.n_swept + 2)
     nnz = plan.connectivity.edges()[0].size
     edges = nnz * len(plan.speeds) * (2 * 8 + 2 * 4 + 2 * itemsize)
-    work = tiles.n_tiles * per_tile * itemsize + edges
+    work = tiles.n_tiles * (per_tile + layout.initial.size) * itemsize + edges
     return MemoryEstimate(outputs, history, work, shape, itemsize)
+
+
+def _layout(plan: RunPlan, lowering: Lowering, tiles: Tiles) -> MonitorLayout:
+    record = lowering.n_state * tiles.lanes + max(1, lowering.n_exposures * tiles.lanes)
+    return monitor_layout(plan, lowering.n_state, lowering.n_exposures, tiles.lanes, record,
+                          plan.dtype)
 
 
 def _threads(n_tiles: int) -> int:
@@ -176,19 +184,14 @@ class Prepared:
         self.history_start, size = tiles.history_starts(N * channel_block)
         self.history = _zeros_on_huge_pages(size, dtype)
         self.state = np.zeros((tiles.n_tiles, N * lowering.n_state * L), dtype)
-        record = lowering.n_state * L + max(1, lowering.n_exposures * L)
-        self.totals = np.zeros((tiles.n_tiles, N * record), dtype)
         params = np.zeros((tiles.n_tiles, max(1, lowering.n_swept * L)), dtype)
         for n, name in enumerate(lowering.swept):
             values = np.asarray(plan.params[name], dtype=np.float64)
             params[:, n * L:(n + 1) * L] = values[tiles.sets]
         self.params = params
-        monitor = plan.monitor
-        self.every = int(monitor.every)
-        self.window = dtype(monitor.every if monitor.average else 0)
-        self.out_states = np.empty((monitor.n_samples, lowering.n_state, N, plan.n_sets), dtype)
-        self.out_exposures = np.empty((monitor.n_samples, lowering.n_exposures, N,
-                                       plan.n_sets), dtype)
+        self.monitors = _layout(plan, lowering, tiles)
+        self.monitor_state = np.tile(self.monitors.initial, (tiles.n_tiles, 1))
+        self.monitor_out = np.empty(self.monitors.out_size, dtype)
         self.key = np.array(seed_key(plan.seed), dtype=np.uint64)
         self.set_offset = np.int64(plan.set_offset)
         self.first_nonfinite = np.full((tiles.n_tiles, L), -1, np.int64)
@@ -212,8 +215,12 @@ class Prepared:
             self.far_start[s], self.far_delay[s], self.far_target[s], self.far_weight[s],
             self.rowsum, self.params[t], tiles.sets[t], self.set_offset, int(tiles.valid[t]),
             self.key,
-            self.every, self.window, self.totals[t], self.out_states, self.out_exposures,
-            self.first_nonfinite[t])
+            self.monitors.table, self.monitors.variables, self.monitors.values,
+            self.monitor_state[t], self.monitor_out, self.first_nonfinite[t])
+
+    def outputs(self) -> tuple:
+        """Per monitor ``(states, exposures)`` (see :meth:`MonitorLayout.outputs`)."""
+        return self.monitors.outputs(self.plan, self.monitor_out, self.lowering.n_state)
 
     def first_nonfinite_steps(self) -> np.ndarray:
         """(P,) each set's first non-finite step so far (-1: finite), tracked by the kernel
@@ -314,11 +321,13 @@ def run(plan: RunPlan, *, progress: bool = False, return_first_nonfinite: bool =
     """Run ``plan``; returns ``(states, exposures)`` as NumPy arrays of ``plan.dtype``,
     shapes (T, n_state, N, P) and (T, n_exposure, N, P), and with ``return_first_nonfinite``
     each set's first non-finite step (P,), tracked in the loops (exact for every monitor).
+    With several monitors ``states`` and ``exposures`` are tuples, one entry per monitor; a
+    BOLD or Balloon monitor's are (T, n_variables, N, P) and ``None``.
 
     ``progress=True`` shows a progress bar (rich). Ctrl-C stops the run between kernel calls
     (each about a tenth of a second) and raises a one-line ``KeyboardInterrupt``.
     """
-    n_steps = plan.monitor.n_steps_simulated
+    n_steps = plan.n_steps_simulated
     done = [0]
     lock = threading.Lock()
     try:
@@ -338,6 +347,8 @@ def run(plan: RunPlan, *, progress: bool = False, return_first_nonfinite: bool =
         raise KeyboardInterrupt(
             f"neuralmass: simulation interrupted after {share:.0f} of {n_steps} steps "
             "(per parameter set, on average)") from None
+    outputs = prepared.outputs()
+    states, exposures = outputs[0] if len(outputs) == 1 else tuple(zip(*outputs))
     if return_first_nonfinite:
-        return prepared.out_states, prepared.out_exposures, prepared.first_nonfinite_steps()
-    return prepared.out_states, prepared.out_exposures
+        return states, exposures, prepared.first_nonfinite_steps()
+    return states, exposures
