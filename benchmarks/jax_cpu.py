@@ -1,76 +1,138 @@
-"""JAX backend on the CPU: compile time and program size against n_steps and P, and
-set-steps/s against Numba on the same sweep.
+"""JAX backend on the CPU: set-steps/s against Numba on the same sweep, compile time, peak
+RSS, and the program's size against n_steps and P.
 
-Usage: ``uv run python benchmarks/jax_cpu.py [--sets 256] [--steps 1000] [--repeats 3]``.
-Montbrió on the bundled 76-region connectome, float64, Heun, raw monitor. Compile time is
-the first call's time minus the best later call's; the program size is the length of the
-jaxpr's text (it must not grow with n_steps or P: the loops are scans, not unrolled).
+Usage: ``uv run python benchmarks/jax_cpu.py [--sets 1024] [--steps 4000] [--repeats 3]
+[--skip-compile]``.
+
+Sweep: P global couplings in [0, 0.4] at the connectome's speed, on the bundled 76-region
+connectome, Heun, dt 0.1 ms, temporal average over 1 ms, deterministic; Montbrió and
+Kuramoto, float32 and float64. Each (backend, model, dtype) runs in its own process (so its
+peak RSS is its own): one first call (compile + run), then ``--repeats`` timed calls;
+set-steps/s is P × n_steps over the best time, compile time the first call's minus the best.
+Numba runs in the same script right before JAX, so that both see the same machine load; the
+ratio is JAX / Numba.
+
+The program-size table: the jaxpr's line count (equations) and the first call's compile time
+for several n_steps and P (the loops are scans, not unrolled: neither may grow).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import time
 
-import jax
 import numpy as np
 
-import neuralmass as nm
-from neuralmass.backends.jax import make_simulator
-
-jax.config.update("jax_enable_x64", True)
+MODELS = ("montbrio", "kuramoto")
+DTYPES = ("float32", "float64")
 
 
-def timed(function, repeats):
-    times = []
-    for _ in range(repeats):
+def initial_state(model: str, n_regions: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    if model == "kuramoto":
+        return rng.uniform(0.0, 2 * np.pi, (1, n_regions))
+    return np.stack([rng.uniform(0.0, 0.1, n_regions), rng.uniform(-2.0, -1.5, n_regions)])
+
+
+def measure_one(backend: str, model: str, dtype: str, n_sets: int, n_steps: int,
+                repeats: int) -> dict:
+    """Run in this process: times of a first and ``repeats`` later calls, and peak RSS."""
+    import jax
+
+    import neuralmass as nm
+
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    conn = nm.Connectivity.default()
+    params = {"global_coupling": np.linspace(0.0, 0.4, n_sets)}
+    x0 = initial_state(model, conn.n_regions)
+
+    def run():
         started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return times
+        nm.simulate(model, conn, params, backend=backend, n_steps=n_steps, dtype=dtype,
+                    initial_state=x0, monitors="temporal_average:1.0")
+        return time.perf_counter() - started
+
+    first = run()
+    times = [run() for _ in range(repeats)]
+    return {"backend": backend, "model": model, "dtype": dtype, "first": first,
+            "times": times, "set_steps_per_s": n_sets * n_steps / min(times),
+            "compile": first - min(times),
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
-def compile_figures(conn, model, x0):
-    print("| n_steps | P | jaxpr chars | first call s | later call s | compile s |")
+def in_subprocess(*args) -> dict:
+    command = [sys.executable, __file__, "--one", *map(str, args)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def throughput(n_sets: int, n_steps: int, repeats: int) -> None:
+    print(f"| sweep ({n_sets} sets × {n_steps} steps) | numba set-steps/s | jax set-steps/s | "
+          "jax / numba | compile s numba / jax | peak RSS GiB numba / jax | times s numba; "
+          "jax |")
+    print("|---|---:|---:|---:|---|---|---|")
+    for model in MODELS:
+        for dtype in DTYPES:
+            numba, jax = (in_subprocess(b, model, dtype, n_sets, n_steps, repeats)
+                          for b in ("numba", "jax"))
+            ratio = jax["set_steps_per_s"] / numba["set_steps_per_s"]
+            times = "; ".join(", ".join(f"{t:.2f}" for t in r["times"]) for r in (numba, jax))
+            print(f"| {model} {dtype} | {numba['set_steps_per_s']:.3g} | "
+                  f"{jax['set_steps_per_s']:.3g} | {ratio:.2f} | {numba['compile']:.1f} / "
+                  f"{jax['compile']:.1f} | {numba['peak_rss_gib']:.2f} / "
+                  f"{jax['peak_rss_gib']:.2f} | {times} |", flush=True)
+
+
+def compile_figures() -> None:
+    import jax
+
+    import neuralmass as nm
+    from neuralmass.backends.jax import make_simulator
+
+    jax.config.update("jax_enable_x64", True)
+    conn = nm.Connectivity.default()
+    model = nm.load_model("montbrio")
+    x0 = initial_state("montbrio", conn.n_regions)
+    print("| n_steps | P | jaxpr lines | first call s | later call s | compile s |")
     print("|---:|---:|---:|---:|---:|---:|")
     for n_steps, n_sets in ((100, 4), (1000, 4), (4000, 4), (1000, 64), (1000, 256)):
         sim = make_simulator(model, conn, n_steps=n_steps)
         coupling = np.linspace(0.0, 0.4, n_sets)
         jaxpr = jax.make_jaxpr(lambda g, sim=sim: sim({"global_coupling": g}, x0)[0])(coupling)
         run = jax.jit(lambda g, sim=sim: sim({"global_coupling": g}, x0)[0])
-        first, *later = timed(lambda run=run, g=coupling: run(g).block_until_ready(), 3)
-        print(f"| {n_steps} | {n_sets} | {len(str(jaxpr))} | {first:.2f} | {min(later):.2f} "
-              f"| {first - min(later):.2f} |")
-
-
-def throughput(conn, model, x0, n_sets, n_steps, repeats):
-    params = {"global_coupling": np.linspace(0.0, 0.4, n_sets)}
-    print(f"| backend | set-steps/s (min time of {repeats}) | times s |")
-    print("|---|---:|---|")
-    for backend in ("numba", "jax"):
-        def run(backend=backend):
-            nm.simulate(model, conn, params, backend=backend, n_steps=n_steps,
-                        initial_state=x0, monitors="temporal_average:1.0")
-        run()  # compile
-        times = timed(run, repeats)
-        print(f"| {backend} | {n_sets * n_steps / min(times):.3g} | "
-              f"{', '.join(f'{t:.2f}' for t in times)} |")
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            run(coupling).block_until_ready()
+            times.append(time.perf_counter() - started)
+        first, later = times[0], min(times[1:])
+        print(f"| {n_steps} | {n_sets} | {str(jaxpr).count(chr(10))} | {first:.2f} | "
+              f"{later:.2f} | {first - later:.2f} |", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sets", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--sets", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--one", nargs=6, metavar=("BACKEND", "MODEL", "DTYPE", "SETS",
+                                                   "STEPS", "REPEATS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    conn = nm.Connectivity.default()
-    model = nm.load_model("montbrio")
-    rng = np.random.default_rng(0)
-    x0 = np.stack([rng.uniform(0.0, 0.1, conn.n_regions), rng.uniform(-2.0, -1.5, conn.n_regions)])
+    if args.one:
+        backend, model, dtype, n_sets, n_steps, repeats = args.one
+        print(json.dumps(measure_one(backend, model, dtype, int(n_sets), int(n_steps),
+                                     int(repeats))))
+        return
     if not args.skip_compile:
-        compile_figures(conn, model, x0)
-    throughput(conn, model, x0, args.sets, args.steps, args.repeats)
+        compile_figures()
+    throughput(args.sets, args.steps, args.repeats)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,12 @@ jax = pytest.importorskip("jax")
 eqx = pytest.importorskip("equinox")
 
 import jax.numpy as jnp  # noqa: E402
-from helpers import max_relative_error, stable_state  # noqa: E402
+from helpers import (  # noqa: E402
+    STABLE_STATES,
+    max_relative_error,
+    max_relative_error_per_variable,
+    stable_state,
+)
 
 import neuralmass as nm  # noqa: E402
 from neuralmass.backends.jax import Simulator, make_simulator  # noqa: E402
@@ -61,6 +66,41 @@ def test_grad_matches_central_difference(jax_x64):
     assert abs(float(fd_g)) > 1e-3 and abs(float(fd_eta)) > 1e-3  # non-trivial derivatives
     assert float(d_g) == pytest.approx(float(fd_g), rel=1e-4)
     assert float(d_eta) == pytest.approx(float(fd_eta), rel=1e-4)
+
+
+# =========================================================================== against Numba
+
+_CASES = (
+    [(model, "heun", 1e-4, "raw") for model in STABLE_STATES]
+    + [(model, integrator, noise, "raw") for model in ("montbrio", "kuramoto")
+       for integrator, noise in (("euler", None), ("heun", None), ("rk4", None),
+                                 ("euler", 1e-4))]
+    + [(model, "heun", 1e-4, monitor) for model in ("montbrio", "epileptor")
+       for monitor in ("subsample:0.3", "temporal_average:0.3", "temporal_average:0.5")]
+)
+
+
+@pytest.mark.parametrize(("model", "integrator", "noise", "monitor"), _CASES)
+def test_sets_last_layout_equals_numba(jax_x64, model, integrator, noise, monitor):
+    """Every bundled model, integrator and monitor, float64, against the Numba backend (an
+    independent loop over the same scheme): three sets at two speeds (a batch reading a
+    delay per set and edge), delays of 2 to 40 steps, the Philox noise. The 41 steps cover
+    blocks of whole samples (raw, subsample), samples of several blocks (a 5-step average
+    over blocks of 3 steps) and a padded last chunk. Both sum the same terms in different
+    orders: the whole trajectories agree to ~1e-15 relative per variable here; 1e-12 leaves
+    room for the chaotic models without hiding a wrong delay or noise counter (O(1e-3))."""
+    conn = small_connectivity()
+    params = {"global_coupling": np.array([0.05, 0.2, 0.1]),
+              "global_speed": np.array([3.0, 1.5, 3.0])}
+    kwargs = dict(n_steps=41, integrator=integrator, monitors=monitor, noise=noise, seed=7,
+                  initial_state=stable_state(model, conn.n_regions, np.random.default_rng(1)))
+    res = nm.simulate(model, conn, params, backend="jax", **kwargs)
+    ref = nm.simulate(model, conn, params, backend="numba", **kwargs)
+    assert res.data.shape == ref.data.shape and res.data.shape[-1] == 3
+    assert max_relative_error_per_variable(res.data, ref.data) <= 1e-12
+    if ref.exposures.size:
+        assert max_relative_error_per_variable(res.exposures, ref.exposures) <= 1e-12
+    np.testing.assert_array_equal(res.first_nonfinite_step, ref.first_nonfinite_step)
 
 
 # =========================================================================== jit and vmap
@@ -275,16 +315,52 @@ def test_memory_refused_with_the_figure_before_allocating(jax_x64):
 
 
 def test_gradient_memory_counts_the_checkpoints(jax_x64):
-    """Under tracing the estimate adds the checkpointed carries: one history ring per chunk
-    of ~√T samples (here T = 400: 20 chunks), so they are at least 20 rings."""
+    """Under tracing the estimate adds the checkpointed carries: one history ring per chunk.
+    Here T = 400 raw samples and the shortest delay is 2 steps: blocks of 3 steps (3 samples
+    per unit), 134 units in 12 chunks of 12 units (the last one padded)."""
     from neuralmass.backends.jax import _memory
 
     sim = make_simulator(nm.load_model("montbrio"), small_connectivity(), n_steps=400)
-    plain, traced = _memory.estimate(sim, 4, False), _memory.estimate(sim, 4, True)
-    assert sim.chunking == (20, 20)
+    table, _ = sim._delay_table(None, 4)
+    assert int(table.min()) == 2
+    shape = sim.loop_shape(table)
+    assert (shape.block, shape.unit_samples, shape.chunk_units, shape.n_chunks) == (3, 3, 12, 12)
+    plain, traced = (_memory.estimate(sim, 4, False, shape),
+                     _memory.estimate(sim, 4, True, shape))
     assert plain.residuals == 0
-    assert traced.residuals >= 20 * plain.history
+    assert traced.residuals >= shape.n_chunks * plain.history / 2  # a ring per chunk
     assert traced.total == plain.total + traced.residuals
+
+
+def test_loop_shape():
+    """Blocks of d_min + 1 steps (at most MAX_BLOCK); a block holds whole samples when they
+    are shorter, else a sample is several blocks; a traced speed gives blocks of one step."""
+    from neuralmass.backends.jax._loop import MAX_BLOCK, loop_shape
+
+    shape = loop_shape(4000, 1, 43)  # the bundled connectome at its speed, raw
+    assert (shape.block, shape.unit_samples, shape.unit_steps) == (44, 44, 44)
+    assert shape.n_chunks * shape.chunk_samples >= 4000
+    shape = loop_shape(400, 10, 43)  # temporal_average of 10 steps: 4 samples a block
+    assert (shape.block, shape.unit_samples, shape.unit_steps) == (44, 4, 40)
+    shape = loop_shape(40, 100, 43)  # a sample of 100 steps is 2 blocks of 44 and one of 12
+    assert (shape.block, shape.unit_samples, shape.unit_steps) == (44, 1, 100)
+    assert loop_shape(10, 1, 10**6).block == MAX_BLOCK
+    assert loop_shape(10, 1, 0).block == loop_shape(10, 1, None).block == 1
+
+
+def test_program_size_does_not_grow_with_steps_or_sets(jax_x64):
+    """The jitted program is scans, not unrolled: its jaxpr has the same number of equations
+    (lines) for 100 or 1,000 steps and for 2 or 16 sets, so compile time does not grow with
+    n_steps or P (benchmarks/jax_cpu.py times it)."""
+    model, conn, x0 = nm.load_model("montbrio"), small_connectivity(), mpr_state()
+
+    def size(n_steps, n_sets):
+        sim = make_simulator(model, conn, n_steps=n_steps, noise=1e-4)
+        jaxpr = jax.make_jaxpr(lambda g: sim({"global_coupling": g}, x0)[0])(
+            jnp.linspace(0.0, 0.4, n_sets))
+        return str(jaxpr).count("\n")
+
+    assert size(100, 2) == size(1000, 2) == size(1000, 16) > 100
 
 
 def test_sets_run_in_batches_when_they_do_not_fit(jax_x64, monkeypatch):
@@ -299,9 +375,10 @@ def test_sets_run_in_batches_when_they_do_not_fit(jax_x64, monkeypatch):
     whole = nm.simulate("montbrio", small_connectivity(), params, **kwargs)
     sim = make_simulator(nm.load_model("montbrio"), small_connectivity(), n_steps=30,
                          noise=1e-4)
-    room = _memory.estimate(sim, 5, False).total - 1
+    shape = sim.loop_shape(sim._delay_table(params["global_speed"], 5)[0])
+    room = _memory.estimate(sim, 5, False, shape).total - 1
     monkeypatch.setattr(_memory, "available_memory", lambda: (room, ""))
-    assert _memory.sets_per_batch(sim, 5, False) == 1
+    assert _memory.sets_per_batch(sim, 5, False, shape) == 1
     batched = nm.simulate("montbrio", small_connectivity(), params, **kwargs)
     np.testing.assert_array_equal(batched.data, whole.data)
     np.testing.assert_array_equal(batched.exposures, whole.exposures)

@@ -40,6 +40,7 @@ class LoweredModel:
     couplings: tuple[LoweredCoupling, ...]
     exposures: Callable  # (*state, *params) -> tuple of exposures
     sources: dict[str, str]  # printed source of each function, for `neuralmass codegen`
+    n_stages: int  # the integrator's stages (for the memory estimate)
 
 
 def _compile(name: str, source: str) -> Callable:
@@ -89,4 +90,4 @@ def lower(
     sources["exposures"] = function_source("exposures", [*model.state_symbols, *params], [],
                                            exposures, printer)
     return LoweredModel(step, tuple(couplings), _compile("exposures", sources["exposures"]),
-                        sources)
+                        sources, integrator.n_stages)

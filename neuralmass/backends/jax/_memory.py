@@ -1,13 +1,15 @@
 """The JAX backend's memory: what a call of the simulator allocates, estimated before it runs,
 and how many parameter sets fit at once.
 
-Per set: the history ring (B, n_cvar, N), the carries (state, the monitors' running totals,
-BOLD rings and Balloon states), each step's
-delayed reads (nnz per history term), the scan's outputs (padded to whole chunks, then
-sliced); under tracing (``jax.grad`` may follow; the tracer does not say) also the residuals
-of the checkpointed scan: the carry (history ring and state) at each of the ~√T chunk
-boundaries, and one chunk's per-step residuals (delayed reads, integrator stages) while a
-chunk is differentiated. Estimates, not exact: XLA may fuse or alias some of these.
+Per set, in :mod:`._loop`'s layout: the history ring (B, n_cvar, N) twice (a block writes a
+new ring from the old one); the carries (state, the monitors' running totals, BOLD rings and
+Balloon states) and one block's new rows
+(L, n_cvar, N); each step's delayed reads, local values and ``pre`` (nnz per history term) and
+the integrator's stages; the scan's outputs padded to whole chunks, then sliced. Under
+tracing (``jax.grad`` may follow; the tracer does not say) also the residuals of the
+checkpointed scan: the carry (ring, state, running totals) at each chunk's start, one chunk's
+per-step residuals (delayed reads, integrator stages) while it is differentiated, and the
+ring's cotangent. Estimates, not exact: XLA may fuse or alias some of these.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ def available_memory() -> tuple[int | None, str]:
     return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f" on {device}"
 
 
-def estimate(sim, n_sets: int, traced: bool, batched: bool = False) -> MemoryEstimate:
+def estimate(sim, n_sets: int, traced: bool, shape, batched: bool = False) -> MemoryEstimate:
     """The bytes a call of ``sim`` (a :class:`~._simulator.Simulator`) on ``n_sets`` sets
-    allocates at once; ``batched``: its outputs are concatenated from batches (twice the
-    outputs). ``traced``: count the gradient's residuals."""
+    allocates at once, its loop being ``shape`` (:class:`~._loop.LoopShape`); ``batched``: its
+    outputs are concatenated from batches (twice the outputs). ``traced``: count the
+    gradient's residuals."""
     from ...scheme import history_length
 
     itemsize = 8 if sim.dtype == "float64" else 4
@@ -43,36 +46,40 @@ def estimate(sim, n_sets: int, traced: bool, batched: bool = False) -> MemoryEst
     n_var = n_state + sim.n_exposures
     nnz = int(sim.targets.shape[0])
     n_delayed = sum(len(term.history_index) for term in sim.lowered.couplings)
-    chunk, n_chunks = sim.chunking
+    n_stages = sim.lowered.n_stages
     rows, kept = (sum(r) for r in zip(*(monitor_sizes(m, n_var) for m in sim.monitors)))
-    shape = (sim.n_samples, rows, n_nodes, n_sets)
     outputs = sim.n_samples * rows * n_nodes * n_sets * itemsize * (2 if batched else 1)
-    ring = (history_length(sim.max_delay) * n_cvar + kept) * n_nodes
-    history = ring * n_sets * itemsize
-    per_step = nnz * (n_delayed + 2) + (n_state + n_var) * n_nodes
-    padded = n_chunks * chunk * rows * n_nodes
-    work = (per_step + padded) * n_sets * itemsize + nnz * (12 + 2 * itemsize)
+    ring = history_length(sim.max_delay) * n_cvar * n_nodes
+    history = 2 * ring * n_sets * itemsize
+    carries = (n_state + kept) * n_nodes
+    per_step = nnz * (n_delayed + 2) + (n_stages + 1) * n_state * n_nodes
+    padded = shape.n_chunks * shape.chunk_samples * rows * n_nodes
+    delays = nnz * 4 * (n_sets if shape.block == 1 else 1)  # per set when traced
+    work = ((carries + shape.block * n_cvar * n_nodes + per_step + padded) * n_sets * itemsize
+            + nnz * (12 + 2 * itemsize) + delays)
     residuals = 0
     if traced:
-        per_chunk_step = nnz * n_delayed + 4 * n_state * n_nodes
-        residuals = (n_chunks * (ring + n_state * n_nodes)
-                     + chunk * sim.every * per_chunk_step) * n_sets * itemsize
-    return MemoryEstimate(outputs, history, work, shape, itemsize, residuals)
+        per_chunk_step = nnz * n_delayed + (n_stages + 2) * n_state * n_nodes
+        residuals = (shape.n_chunks * (ring + carries) + ring
+                     + shape.chunk_steps * per_chunk_step) * n_sets * itemsize
+    return MemoryEstimate(outputs, history, work, (sim.n_samples, rows, n_nodes, n_sets),
+                          itemsize, residuals)
 
 
-def sets_per_batch(sim, n_sets: int, traced: bool) -> int:
-    """How many of the ``n_sets`` sets to run at once so that the call fits in the available
-    memory: all of them when they fit, else the most that fit next to all the outputs.
+def sets_per_batch(sim, n_sets: int, traced: bool, shape) -> int:
+    """How many of the ``n_sets`` sets to run at once, the loop being ``shape``, so that the
+    call fits in the available memory: all of them when they fit, else the most that fit next
+    to all the outputs.
 
     Raises:
         ParameterError: not even one set fits (the message gives the figures).
     """
     available, where = available_memory()
-    whole = estimate(sim, n_sets, traced)
+    whole = estimate(sim, n_sets, traced, shape)
     if available is None or whole.total <= available:
         return n_sets
-    outputs = estimate(sim, n_sets, traced, batched=True).outputs
-    one = estimate(sim, 1, traced)
+    outputs = estimate(sim, n_sets, traced, shape, batched=True).outputs
+    one = estimate(sim, 1, traced, shape)
     per_set = one.total - one.outputs
     fit = (available - outputs) // per_set if available > outputs else 0
     if fit < 1:

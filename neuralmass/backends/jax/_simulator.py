@@ -1,20 +1,19 @@
 """The JAX simulator: an equinox Module mapping parameter values to trajectories.
 
-One parameter set is simulated by a ``lax.scan`` over steps; sets are batched with
-``jax.vmap``. The history of the coupled variables is a ring buffer of power-of-two length
-``B`` (time τ lives in row ``τ & (B - 1)``); coupling reads the delayed rows of the non-zero
-edges, applies ``pre`` per edge and sums per target node (``segment_sum``). Samples are grouped
-in chunks under ``jax.checkpoint`` so that ``jax.grad`` stores O(√T) states, not T. A call
-whose arrays would not fit in memory (:mod:`._memory`) runs its sets in batches, or is refused
-before anything is allocated. The noise
-is :mod:`neuralmass.random`'s Philox stream, drawn in ``jax.numpy`` (the same numbers as the
-Numba and CUDA backends); it does not depend on the parameters, so gradients flow through the
-state as in a deterministic run.
+All P parameter sets of a call advance together in one ``lax.scan``, the sets being the
+trailing, contiguous axis of every array (:mod:`._loop`): the delayed reads of one step are an
+(nnz, P) gather from the history ring and the coupling a ``segment_sum`` of it over the edges.
+Delays are computed once per distinct speed (a (S, nnz) table); a batch whose sets share one
+speed reads one (nnz,) row of it. Samples are grouped in chunks under ``jax.checkpoint`` so
+that ``jax.grad`` stores O(√T) states, not T. A call whose arrays would not fit in memory
+(:mod:`._memory`) runs its sets in batches, or is refused before anything is allocated. The
+noise is :mod:`neuralmass.random`'s Philox stream, drawn in ``jax.numpy`` (the same numbers as
+the Numba and CUDA backends); it does not depend on the parameters, so gradients flow through
+the state as in a deterministic run.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -27,15 +26,13 @@ from ...errors import ParameterError
 from ...model import Model
 from ...monitors import plan_monitors
 from ...plan import DTYPES, _noise_std
-from ...random import philox_normals, seed_key
-from ...scheme import get_integrator, history_length
+from ...random import seed_key
+from ...scheme import get_integrator
 from ._compilation_cache import enable_compilation_cache
+from ._loop import MAX_BLOCK, LoopShape, loop_shape, run_loop
 from ._lower import LoweredModel, lower
 from ._memory import sets_per_batch
-from ._monitors import JaxMonitor, block_steps, collect
-from ._monitors import emit as monitor_emit
-from ._monitors import init as monitor_init
-from ._monitors import update as monitor_update
+from ._monitors import JaxMonitor, block_steps
 
 __all__ = ["Simulator", "make_simulator"]
 
@@ -100,11 +97,8 @@ class Simulator(eqx.Module):
         if initial_state is None:
             raise ParameterError("initial_state (n_state, N[, P]) is required")
         dtype = jnp.dtype(self.dtype)
-        values, axes = [], []
-        for name, default in zip(self.parameter_names, self.defaults, strict=True):
-            value = jnp.asarray(params.get(name, default), dtype=dtype)
-            values.append(value)
-            axes.append(0 if value.ndim == 1 else None)
+        values = [jnp.asarray(params.get(name, default), dtype=dtype)
+                  for name, default in zip(self.parameter_names, self.defaults, strict=True)]
         state = jnp.asarray(initial_state, dtype=dtype)
         history = None if initial_history is None else jnp.asarray(initial_history, dtype=dtype)
         key = _philox_key(seed)
@@ -118,17 +112,27 @@ class Simulator(eqx.Module):
             raise ParameterError(f"parameter arrays and initial conditions disagree on the "
                                  f"number of parameter sets: {sorted(sizes)}")
         n_sets = sizes.pop() if sizes else 1
+        state = jnp.broadcast_to(state if state.ndim == 3 else state[..., None],
+                                 state.shape[:2] + (n_sets,))
+        if history is not None:
+            history = jnp.broadcast_to(history if history.ndim == 4 else history[..., None],
+                                       history.shape[:3] + (n_sets,))
         table, speed_index = self._delay_table(params.get("global_speed"), n_sets)
         traced = any(isinstance(v, jax.core.Tracer) for v in (*values, state, history))
-        batch = sets_per_batch(self, n_sets, traced)
+        batch = sets_per_batch(self, n_sets, traced, self.loop_shape(table))
         parts = []
         for start in range(0, n_sets, batch):
             sets = slice(start, min(start + batch, n_sets))
+            delays = None
+            if table is not None:  # one row of delays when the batch's sets share a speed
+                rows = np.unique(speed_index[sets])
+                delays = (jnp.asarray(table[rows[0]]) if rows.size == 1
+                          else jnp.asarray(table[speed_index[sets]].T))
             parts.append(_run_batch(
-                self, tuple(v[sets] if axis == 0 else v for v, axis in zip(values, axes)),
-                tuple(axes), state[..., sets] if state.ndim == 3 else state,
-                history[..., sets] if history is not None and history.ndim == 4 else history,
-                key, table, speed_index[sets], jnp.int32(set_offset + start)))
+                self, self.loop_shape(table, speed_index[sets]),
+                tuple(v[sets] if v.ndim == 1 else v for v in values), state[..., sets],
+                None if history is None else history[..., sets], key, delays,
+                jnp.arange(set_offset + start, set_offset + sets.stop, dtype=jnp.int32)))
         outputs, first = jax.tree.map(lambda *p: jnp.concatenate(p, axis=-1), *parts) \
             if len(parts) > 1 else parts[0]
         pairs = tuple((out, None) if m.name in ("bold", "balloon")
@@ -139,29 +143,34 @@ class Simulator(eqx.Module):
 
     @property
     def every(self) -> int:
-        """Steps per block of the loop (the monitors' periods' greatest common divisor)."""
+        """Steps per sample of the loop (the monitors' periods' greatest common divisor)."""
         return block_steps(self.monitors)
 
     @property
     def n_samples(self) -> int:
-        """Blocks the loop runs: up to the last sample of any monitor."""
+        """Loop samples run: up to the last sample of any monitor."""
         return max(m.n_samples * m.every for m in self.monitors) // self.every
 
-    @property
-    def chunking(self) -> tuple[int, int]:
-        """(samples per checkpointed chunk ≈ √T, number of chunks)."""
-        chunk = max(1, math.isqrt(self.n_samples))
-        return chunk, -(-self.n_samples // chunk)
+    def loop_shape(self, table=None, speed_index=None) -> LoopShape:
+        """The loop's structure (:func:`._loop.loop_shape`) for the delays of ``table`` (S,
+        nnz) restricted to the speeds ``speed_index`` (default all); ``table=None``: a
+        traced speed."""
+        if table is None:
+            return loop_shape(self.n_samples, self.every, None)
+        used = table if speed_index is None else table[np.unique(speed_index)]
+        return loop_shape(self.n_samples, self.every,
+                          int(used.min()) if used.size else MAX_BLOCK)
 
     def _delay_table(self, speed, n_sets):
         """Integer delays computed in float64 NumPy (exactly as the other backends) when the
-        speed is a concrete value: ((S, nnz) table, (P,) index); (None, zeros) if traced."""
+        speed is a concrete value: ((S, nnz) int32 table, (P,) index into it), NumPy arrays;
+        (None, zeros) if traced."""
         if speed is None:
             speed = self.defaults[self.parameter_names.index("global_speed")]
         try:
             speed = np.broadcast_to(np.asarray(speed, dtype=np.float64), (n_sets,))
         except (TypeError, jax.errors.TracerArrayConversionError):
-            return None, jnp.zeros(n_sets, jnp.int32)
+            return None, np.zeros(n_sets, np.int32)
         if np.any(~(speed > 0)):
             raise ParameterError(f"global_speed must be > 0 mm/ms, but got {speed}")
         speeds, index = np.unique(speed, return_inverse=True)
@@ -172,133 +181,24 @@ class Simulator(eqx.Module):
                 f"global_speed {speeds[0]:g} mm/ms gives delays of up to {table.max()} steps, "
                 f"longer than the history this simulator was built for ({self.max_delay}); "
                 "build it with make_simulator(..., min_speed=...)")
-        return jnp.asarray(table), jnp.asarray(index.reshape(n_sets), jnp.int32)
-
-    # ------------------------------------------------------------------ one parameter set
-    def _noise(self, key, step, set_index, dtype):
-        """(n_state, N) standard normals of ``step`` for set ``set_index`` (global index):
-        counter (step, node, set, v // 4) under ``key``, as :mod:`neuralmass.random` says."""
-        n_blocks = -(-self.n_state // 4)
-        nodes = jnp.arange(self.n_nodes, dtype=jnp.uint32)[None, :]
-        blocks = jnp.arange(n_blocks, dtype=jnp.uint32)[:, None]
-        z = philox_normals(jnp, (key[0], key[1]), jnp.asarray(step).astype(jnp.uint32), nodes,
-                           jnp.asarray(set_index).astype(jnp.uint32), blocks, dtype)
-        # (4, n_blocks, N) -> variable v = 4 * block + m
-        return jnp.stack(z, axis=1).reshape(4 * n_blocks, self.n_nodes)[: self.n_state]
-
-    def _run_one(self, values, state, history, key, set_index, delays):
-        lowered = self.lowered
-        n_nodes = self.n_nodes
-        if delays is None:  # a traced speed: delays in the working precision
-            speed = values[self.parameter_names.index("global_speed")]
-            delays = jnp.rint(self.lengths / speed / self.dt).astype(jnp.int32)
-            delays = eqx.error_if(
-                delays, jnp.any(delays > self.max_delay),
-                "global_speed gives delays longer than the history this simulator was built "
-                "for; build it with make_simulator(..., min_speed=...)",
-            )
-        length = history_length(self.max_delay)
-        mask = length - 1
-        cvar = jnp.array(self.history_state_indices, dtype=jnp.int32)
-        if history is None:
-            buffer = jnp.broadcast_to(state[cvar], (length, cvar.size, n_nodes))
-        else:
-            horizon = history.shape[0]
-            rows = (jnp.arange(horizon) - (horizon - 1)) & mask
-            buffer = jnp.zeros((length, cvar.size, n_nodes), state.dtype).at[rows].set(history)
-
-        def full(value):
-            return jnp.broadcast_to(value, (n_nodes,)).astype(state.dtype)
-
-        def step(x, buffer, k):
-            coupling = []
-            rows = (k - delays) & mask
-            for term in lowered.couplings:
-                delayed = [buffer[rows, h, self.sources] for h in term.history_index]
-                local = [x[i][self.targets] for i in term.local]
-                pre = jnp.broadcast_to(term.pre(*local, *delayed, *values)[0], rows.shape)
-                summed = jax.ops.segment_sum(self.weights * pre, self.targets,
-                                             num_segments=n_nodes, indices_are_sorted=True)
-                coupling.append(full(term.post(summed, *values)[0]))
-            noise = []
-            if self.stochastic:
-                noise = list(self._noise(key, k, set_index, state.dtype))
-            new = lowered.step(*x, *coupling, *noise, *values)
-            x = jnp.stack([full(v) for v in new])
-            buffer = buffer.at[(k + 1) & mask].set(x[cvar])
-            return x, buffer
-
-        def exposures(x):
-            return jnp.stack([jnp.broadcast_to(v, x.shape[1:]).astype(x.dtype)
-                              for v in lowered.exposures(*x, *values)])
-
-        n_steps = self.n_samples * self.every  # the padding of the last chunk is not recorded
-        monitors = self.monitors
-
-        def record(x):
-            """The state variables then the exposures, (n_state + n_exposure, N)."""
-            return jnp.concatenate([x, exposures(x)]) if self.n_exposures else x
-
-        def sample(carry, index):
-            def advance(inner, j):
-                x, buffer, reduced, first = inner
-                k = index * self.every + j
-                x, buffer = step(x, buffer, k)
-                # the first step whose state is not finite (neuralmass.divergence)
-                first = jnp.where((first < 0) & (k < n_steps) & ~jnp.all(jnp.isfinite(x)),
-                                  (k + 1).astype(first.dtype), first)
-                now = record(x)
-                reduced = tuple(monitor_update(m, c, now, k)
-                                for m, c in zip(monitors, reduced, strict=True))
-                return (x, buffer, reduced, first), None
-
-            x, buffer, reduced, first = carry
-            (x, buffer, reduced, first), _ = jax.lax.scan(
-                advance, (x, buffer, reduced, first), jnp.arange(self.every))
-            last = index * self.every + self.every - 1
-            now = record(x)
-            emitted = tuple(monitor_emit(m, c, now, last)
-                            for m, c in zip(monitors, reduced, strict=True))
-            return (x, buffer, tuple(c for c, _ in emitted), first), \
-                tuple(y for _, y in emitted)
-
-        chunk, n_chunks = self.chunking
-
-        @jax.checkpoint
-        def run_chunk(carry, c):
-            return jax.lax.scan(sample, carry, c * chunk + jnp.arange(chunk))
-
-        reduced = tuple(monitor_init(m, record(state)) for m in monitors)
-        (_, _, _, first), outputs = jax.lax.scan(
-            run_chunk, (state, buffer, reduced, jnp.int32(-1)), jnp.arange(n_chunks))
-        outputs = tuple(
-            collect(m, y.reshape((n_chunks * chunk,) + y.shape[2:])[: self.n_samples],
-                    self.every) for m, y in zip(monitors, outputs, strict=True))
-        return outputs, first
+        return table, index.reshape(n_sets).astype(np.int32)
 
 
 @eqx.filter_jit
-def _run_batch(simulator, values, axes, state, history, key, table, speed_index, first_set):
-    """The sets of one batch, vmapped; ``first_set``: the global index of its first set (the
-    noise's counter)."""
-
-    def one_set(values, state, history, set_index, speed_index):
-        delays = None if table is None else table[speed_index]
-        return simulator._run_one(values, state, history, key, set_index, delays)
-
-    batched = jax.vmap(
-        one_set,
-        in_axes=(
-            axes,
-            2 if state.ndim == 3 else None,
-            None if history is None or history.ndim == 3 else 3,
-            0,
-            0,
-        ),
-        out_axes=-1,
-    )
-    n_sets = speed_index.shape[0]
-    return batched(values, state, history, first_set + jnp.arange(n_sets), speed_index)
+def _run_batch(simulator, shape, values, state, history, key, delays, set_index):
+    """The P sets of one batch (sets last: :mod:`._loop`); ``delays``: (nnz,) or (nnz, P)
+    integer steps, or ``None`` when the speed is traced (computed here, in the working
+    precision); ``set_index``: (P,) global index of each set (the noise's counter)."""
+    if delays is None:
+        speed = values[simulator.parameter_names.index("global_speed")]
+        lengths = simulator.lengths if jnp.ndim(speed) == 0 else simulator.lengths[:, None]
+        delays = jnp.rint(lengths / speed / simulator.dt).astype(jnp.int32)
+        delays = eqx.error_if(
+            delays, jnp.any(delays > simulator.max_delay),
+            "global_speed gives delays longer than the history this simulator was built "
+            "for; build it with make_simulator(..., min_speed=...)",
+        )
+    return run_loop(simulator, shape, values, state, history, key, delays, set_index)
 
 
 def make_simulator(
