@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import metrics
 from ..errors import ParameterError
+from .fc import fc as batched_fc
 
 __all__ = ["Objective", "Target", "make_objective", "make_target"]
 
@@ -116,7 +117,7 @@ def make_objective(objective, target: Target, fcd_window: int, fcd_step: int) ->
     def evaluate(signal, results):
         """signal: (T, N, P) → (P,)."""
         total = 0.0
-        sim_fc = metrics.fc(signal) if names & {"fc_corr", "fc_distance"} else None
+        sim_fc = batched_fc(signal) if names & {"fc_corr", "fc_distance"} else None
         for weight, name in terms:
             if name == "fcd_ks":
                 value = metrics.fcd_ks(metrics.fcd(signal, fcd_window, fcd_step), target.fcd)
