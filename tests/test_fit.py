@@ -242,7 +242,8 @@ def test_batched_fc_kernel_matches_metrics_fc():
     """The objective's Numba FC against ``metrics.fc`` and ``np.corrcoef``: a strided
     (T, N, P) view with P not a multiple of the block of 8, a constant series (r is then
     rounding residue / rounding residue, the same in all three, hence the atol) and a set
-    holding a NaN (NaN in that region's row and column). 1e-12: float64, the sums are taken in another order."""
+    holding a NaN (NaN in that region's row and column). 1e-12: float64, the sums are taken
+    in another order."""
     from neuralmass._fit.fc import fc
 
     rng = np.random.default_rng(0)
