@@ -236,3 +236,95 @@ def test_l2l_optimizee_interface():
     (fitness,) = opt.simulate(traj)
     batch = opt.simulate_generation([{"global_coupling": 0.5}, {"global_coupling": 0.2}])
     assert fitness == pytest.approx(batch[0], rel=1e-12) and fitness > -1e-9
+
+
+def test_batched_fc_kernel_matches_metrics_fc():
+    """The objective's Numba FC against ``metrics.fc`` and ``np.corrcoef``: a strided
+    (T, N, P) view with P not a multiple of the block of 8, a constant series (r is then
+    rounding residue / rounding residue, the same in all three, hence the atol) and a set
+    holding a NaN (NaN in that region's row and column). 1e-12: float64, the sums are taken
+    in another order."""
+    from neuralmass._fit.fc import fc
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 2, 6, 11))[5:, 1]
+    x[:, 2, 3] = 0.7
+    x[10, 0, 9] = np.nan
+    got = fc(x)
+    np.testing.assert_allclose(got, nm.metrics.fc(x), rtol=1e-12, atol=1e-12, equal_nan=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for p in range(x.shape[2]):
+            np.testing.assert_allclose(got[..., p], np.corrcoef(x[:, :, p].T), rtol=1e-12,
+                                       atol=1e-12, equal_nan=True)
+    nan = np.zeros(got.shape, bool)
+    nan[0, :, 9] = nan[:, 0, 9] = True  # region 0 of set 9 holds the NaN
+    np.testing.assert_array_equal(np.isnan(got), nan)
+
+
+def test_callable_objective_and_its_divergence():
+    """``objective=callable(results) -> (P,)`` is maximised as given: on a grid of G, minus
+    the distance of the mean rate to 0.5 picks the grid point whose mean is closest; the
+    diverged sets (G >= 20, see the grid test) get -inf and are flagged."""
+    conn = small_connectivity(8)
+
+    def mean_rate_near_half(results):
+        r = results.exposure("r")[50:]
+        with np.errstate(invalid="ignore"):  # NaN for the diverged sets
+            return -np.abs(np.mean(r, axis=(0, 1)) - 0.5)
+
+    fit = nm.fit("montbrio", conn, None, free={"global_coupling": (0.0, 40.0)},
+                 objective=mean_rate_near_half, method="grid", population=5,
+                 backend="numba", progress=False, method_options={"resolution": 5}, **FAST)
+    h = fit.history
+    assert h.attrs["objective"] == "mean_rate_near_half"
+    assert h["diverged"].values[2:].all() and np.isneginf(h["objective"].values[2:]).all()
+    res = nm.simulate("montbrio", conn, {"global_coupling": np.array([0.0, 10.0])},
+                      backend="numba", **FAST)
+    expected = mean_rate_near_half(res)
+    np.testing.assert_allclose(h["objective"].values[:2], expected, rtol=1e-12)
+    assert fit.best["global_coupling"] == [0.0, 10.0][int(np.argmax(expected))]
+
+
+def test_l2l_genetic_algorithm_runs_two_generations(tmp_path):
+    """L2L's own GeneticAlgorithmOptimizer (l2lforhpc, the ``l2l`` extra) on L2L's own
+    Trajectory drives the adapter for two generations, in this process: each generation is
+    evaluated as L2L's Environment.run does (fitness per run index, then the optimizer's
+    post_process), but in one batched simulate; one individual also goes through
+    ``simulate_(traj)`` as L2L's worker script calls it, on an unpickled copy (the runner
+    pickles the optimizee). L2L's subprocess runner itself is not used here: its worker
+    polls its pipe with a 5 s sleep per individual."""
+    import pickle
+
+    from l2l.optimizers.evolution import GeneticAlgorithmOptimizer, GeneticAlgorithmParameters
+    from l2l.utils.trajectory import Trajectory
+
+    conn = small_connectivity(8)
+    traj = Trajectory(name="nm", debug=False, stop_run=False, timeout=False)
+    opt = nm.fit.L2LOptimizee("montbrio", conn, montbrio_target(conn),
+                              free={"global_coupling": (0.0, 1.0)}, traj=traj,
+                              objective="-fc_distance", initial_state=det_state(conn),
+                              transient=50, **FAST)
+    params = GeneticAlgorithmParameters(seed=0, pop_size=4, cx_prob=0.7, mut_prob=0.5,
+                                        n_iteration=2, ind_prob=0.5, tourn_size=2,
+                                        mate_par=0.5, mut_par=0.1)
+    ga = GeneticAlgorithmOptimizer(traj, optimizee_create_individual=opt.create_individual,
+                                   optimizee_fitness_weights=(1.0,), parameters=params,
+                                   optimizee_bounding_func=opt.bounding_func)
+    worker_copy = pickle.loads(pickle.dumps(opt))
+    seen = []
+    for generation in range(2):
+        individuals = traj.individuals[generation]
+        values = opt.simulate_generation([{"global_coupling": ind.global_coupling}
+                                          for ind in individuals])
+        traj.individual = individuals[0]
+        assert worker_copy.simulate_(traj)[0] == pytest.approx(values[0], rel=1e-12)
+        results = [(ind.ind_idx, (float(v),)) for ind, v in zip(individuals, values)]
+        traj.results.f_add_result_to_group("all_results", generation, results)
+        traj.current_results = results  # as l2l.utils.environment.Environment.run
+        ga.post_process(traj, results)
+        assert all(0.0 <= ind.global_coupling <= 1.0 for ind in individuals)
+        seen.extend(values)
+    # generation 2 holds the offspring whose fitness is not yet known (DEAP keeps the rest)
+    assert ga.g == 2 and 1 <= len(traj.individuals[2]) <= 4
+    assert ga.hall_of_fame[0].fitness.values[0] == pytest.approx(max(seen), rel=1e-12)
+    assert max(seen) <= 0.0

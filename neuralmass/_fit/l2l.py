@@ -72,3 +72,7 @@ class L2LOptimizee:
         """The fitness of ``traj.individual`` (attributes named after the free parameters)."""
         individual = {n: getattr(traj.individual, n) for n in self.problem.names}
         return (float(self.simulate_generation([individual])[0]),)
+
+    # L2L's worker script (l2l/utils/runner.py, l2lforhpc 2.0) calls ``simulate_``: the base
+    # Optimizee's multi-optimizer hook, which defaults to ``simulate``.
+    simulate_ = simulate

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import metrics
 from ..errors import ParameterError
+from .fc import fc as batched_fc
 
 __all__ = ["Objective", "Target", "make_objective", "make_target"]
 
@@ -99,8 +100,8 @@ def make_objective(objective, target: Target, fcd_window: int, fcd_step: int) ->
     """An :class:`Objective` from a string or a ``callable(results) -> (P,)`` (maximised;
     its worst value is ``-inf``)."""
     if callable(objective):
-        return Objective(getattr(objective, "__name__", "callable"),
-                         lambda signal, results: objective(results), -np.inf)
+        return Objective(getattr(objective, "__name__", "callable"), _Callable(objective),
+                         -np.inf)
     if not isinstance(objective, str):
         raise ParameterError(f"objective must be a string such as '+fc_corr -fcd_ks' or a "
                              f"callable(results) -> (P,), but got {objective!r}")
@@ -112,18 +113,42 @@ def make_objective(objective, target: Target, fcd_window: int, fcd_step: int) ->
     if "fcd_ks" in names and target.fcd is None:
         raise ParameterError(f"objective {objective!r} needs an FCD target: pass a dict with "
                              "'fcd' or 'bold'")
+    worst = sum(w * TERMS[name][1] for w, name in terms)
+    return Objective(objective, _Terms(tuple(terms), target, fcd_window, fcd_step), worst)
 
-    def evaluate(signal, results):
+
+# The evaluators are classes, not closures, so that an objective pickles (L2L's runner
+# pickles the optimizee into each worker process).
+
+@dataclass(frozen=True)
+class _Callable:
+    """A user's ``function(results) -> (P,)``."""
+
+    function: Callable
+
+    def __call__(self, signal, results):
+        return self.function(results)
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """The signed sum of metric ``terms`` ((weight, name) pairs) against ``target``."""
+
+    terms: tuple
+    target: Target
+    fcd_window: int
+    fcd_step: int
+
+    def __call__(self, signal, results):
         """signal: (T, N, P) → (P,)."""
+        names = {name for _, name in self.terms}
+        sim_fc = batched_fc(signal) if names & {"fc_corr", "fc_distance"} else None
         total = 0.0
-        sim_fc = metrics.fc(signal) if names & {"fc_corr", "fc_distance"} else None
-        for weight, name in terms:
+        for weight, name in self.terms:
             if name == "fcd_ks":
-                value = metrics.fcd_ks(metrics.fcd(signal, fcd_window, fcd_step), target.fcd)
+                value = metrics.fcd_ks(metrics.fcd(signal, self.fcd_window, self.fcd_step),
+                                       self.target.fcd)
             else:
-                value = getattr(metrics, name)(sim_fc, target.fc)
+                value = getattr(metrics, name)(sim_fc, self.target.fc)
             total = total + weight * value
         return total
-
-    worst = sum(w * TERMS[name][1] for w, name in terms)
-    return Objective(objective, evaluate, worst)
