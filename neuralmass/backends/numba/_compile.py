@@ -143,6 +143,8 @@ def _bind_kernels(module: types.ModuleType) -> dict[str, object]:
     namespace["nm_balloon_step"] = numba.njit(error_model="numpy")(_with_globals(
         _hemodynamics.balloon_heun_step, {"balloon_dfun": namespace["nm_balloon_dfun"]}))
     namespace["nm_balloon_bold"] = numba.njit(error_model="numpy")(_hemodynamics.balloon_bold)
+    for function in _kernels.CALLED:
+        namespace[function.__name__] = numba.njit(nogil=True)(_rebind(function, module))
     for function in _kernels.HELPERS:
         namespace[function.__name__] = numba.njit(inline="always")(_rebind(function, module))
     kernels = {

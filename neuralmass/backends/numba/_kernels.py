@@ -79,6 +79,8 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
     q = load_block(params, 0, NM_SWEPT_BLOCK)
     node_stride = (mask + 2) * NM_CHANNEL_BLOCK  # one padding row, see the module docstring
     noise = np.zeros(NM_STATE_BLOCK, x.dtype)
+    n_monitors = monitors.shape[0]
+    due = np.empty(n_monitors, np.int64)
     exposures = np.zeros(NM_EXPOSURE_BLOCK, x.dtype)
     health = np.zeros(NM_LANES, np.float64)  # NaN in a lane once a value is not finite
     far = np.zeros(NM_NODES * NM_BLOCK * NM_SUM_BLOCK if NM_CHANNEL_SUMS else NM_SUM_BLOCK,
@@ -91,6 +93,9 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
                                far_start, far_delay, far_target, far_weight, far,
                                NM_SUM_BLOCK, NM_BLOCK)
         for k in range(block_start, block_start + block_steps):
+            for j in range(n_monitors):  # each monitor's sample due after step k, else -1
+                every = monitors[j, 1]
+                due[j] = (k + 1) // every - 1 if (k + 1) % every == 0 else -1
             write = base + ((k + 1) & mask) * NM_CHANNEL_BLOCK
             for i in range(NM_NODES):
                 xv = load_block(x, i * NM_STATE_BLOCK, NM_STATE_BLOCK)
@@ -124,7 +129,7 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
                     store_block(history, write + i * node_stride, out, NM_STATE_BLOCK,
                                 NM_CHANNEL_VALUES)
                 record_monitors(k, i, x, q, out, sets, n_valid, monitors, variables,
-                                monitor_values, monitor_state, monitor_out, exposures)
+                                monitor_values, monitor_state, monitor_out, exposures, due)
             for p in range(NM_LANES):
                 if first_nonfinite[p] < 0 and health[p] != health[p]:
                     first_nonfinite[p] = k + 1
@@ -136,7 +141,7 @@ MONITOR_LAST, MONITOR_AVERAGE, MONITOR_BOLD, MONITOR_BALLOON = 0, 1, 2, 3
 
 
 def record_monitors(k, i, x, q, out, sets, n_valid, monitors, variables, monitor_values,
-                    monitor_state, monitor_out, exposures):
+                    monitor_state, monitor_out, exposures, due):
     """Update every monitor with node ``i``'s new state ``out`` after step ``k`` (the state
     at t = (k + 1) dt) and write the samples that are due.
 
@@ -158,14 +163,12 @@ def record_monitors(k, i, x, q, out, sets, n_valid, monitors, variables, monitor
     n_sets = monitors[0, 8]
     n_record = NM_STATE + NM_EXPOSURES
     for j in range(monitors.shape[0]):
-        kind, every, out_at, at = monitors[j, 0], monitors[j, 1], monitors[j, 2], monitors[j, 3]
-        due = (k + 1) % every == 0
-        sample = (k + 1) // every - 1
+        kind, out_at, at, sample = monitors[j, 0], monitors[j, 2], monitors[j, 3], due[j]
         if kind == MONITOR_AVERAGE:
             record = at + i * NM_RECORD_BLOCK
             total = nm_record(load_block(monitor_state, record, NM_RECORD_BLOCK), out, q)
             store_block(monitor_state, record, total, 0, NM_RECORD_BLOCK)
-            if due:
+            if sample >= 0:
                 row = out_at + sample * n_record * NM_NODES * n_sets
                 divisor = monitor_values[monitors[j, 7]]
                 write_rows(monitor_state, record, 0, n_record, divisor, monitor_out, row, i,
@@ -174,7 +177,7 @@ def record_monitors(k, i, x, q, out, sets, n_valid, monitors, variables, monitor
                     monitor_state[record + m] = 0
             continue
         if kind == MONITOR_LAST:
-            if due:
+            if sample >= 0:
                 if NM_EXPOSURES > 0 and not have_exposures:
                     store_block(exposures, 0, nm_exposures(out, q), 0, NM_EXPOSURE_BLOCK)
                     have_exposures = True
@@ -184,64 +187,75 @@ def record_monitors(k, i, x, q, out, sets, n_valid, monitors, variables, monitor
                 write_rows(exposures, 0, NM_STATE, NM_EXPOSURES, 1, monitor_out, row, i, sets,
                            n_valid, n_sets)
             continue
-        n_var, first_var = monitors[j, 4], monitors[j, 5]
         if NM_EXPOSURES > 0 and not have_exposures:
-            for v in range(n_var):
-                if variables[first_var + v] >= NM_STATE:
+            for v in range(monitors[j, 4]):
+                if variables[monitors[j, 5] + v] >= NM_STATE:
                     store_block(exposures, 0, nm_exposures(out, q), 0, NM_EXPOSURE_BLOCK)
                     have_exposures = True
                     break
-        constants = monitors[j, 7]
-        if kind == MONITOR_BOLD:
-            per_bin = monitors[j, 6]
-            base = at + i * n_var * NM_LANES * (1 + HRF_BINS)
-            bin_due = (k + 1) % per_bin == 0
-            newest = (k + 1) // per_bin
-            slot = base + n_var * NM_LANES * (1 + newest % HRF_BINS)
-            for v in range(n_var):
-                r = variables[first_var + v]
-                for p in range(NM_LANES):
-                    value = x[i * NM_STATE_BLOCK + r * NM_LANES + p] if r < NM_STATE else \
-                        exposures[(r - NM_STATE) * NM_LANES + p]
-                    monitor_state[base + v * NM_LANES + p] += value
-                    if bin_due:
-                        monitor_state[slot + v * NM_LANES + p] = \
-                            monitor_state[base + v * NM_LANES + p] / per_bin
-                        monitor_state[base + v * NM_LANES + p] = 0
-                if due:
-                    offset = monitor_values[constants + HRF_BINS]
-                    scale = monitor_values[constants + HRF_BINS + 1]
-                    for p in range(n_valid):
-                        total = 0.0
-                        for m in range(HRF_BINS):
-                            ring = base + n_var * NM_LANES * (1 + (newest - m) % HRF_BINS)
-                            total += monitor_values[constants + m] * \
-                                monitor_state[ring + v * NM_LANES + p]
-                        monitor_out[out_at + ((sample * n_var + v) * NM_NODES + i) * n_sets
-                                    + sets[p]] = (total - offset) * scale
-        else:
-            c = BalloonValues(monitor_values[constants], monitor_values[constants + 1],
-                              monitor_values[constants + 2], monitor_values[constants + 3],
-                              monitor_values[constants + 4], monitor_values[constants + 5],
-                              monitor_values[constants + 6], monitor_values[constants + 7],
-                              monitor_values[constants + 8])
-            dt_s = monitor_values[constants + 9]
-            base = at + i * n_var * 4 * NM_LANES
-            for v in range(n_var):
-                r = variables[first_var + v]
-                for p in range(NM_LANES):
-                    value = x[i * NM_STATE_BLOCK + r * NM_LANES + p] if r < NM_STATE else \
-                        exposures[(r - NM_STATE) * NM_LANES + p]
-                    at_v = base + v * 4 * NM_LANES + p
-                    state = (monitor_state[at_v], monitor_state[at_v + NM_LANES],
-                             monitor_state[at_v + 2 * NM_LANES],
-                             monitor_state[at_v + 3 * NM_LANES])
-                    state = nm_balloon_step(state, value, dt_s, c)
-                    for m in range(4):
-                        monitor_state[at_v + m * NM_LANES] = state[m]
-                    if due and p < n_valid:
-                        monitor_out[out_at + ((sample * n_var + v) * NM_NODES + i) * n_sets
-                                    + sets[p]] = nm_balloon_bold(state, c)
+        hemodynamic_monitor(j, k, i, x, sets, n_valid, monitors, variables, monitor_values,
+                            monitor_state, monitor_out, exposures, sample, n_sets)
+
+
+def hemodynamic_monitor(j, k, i, x, sets, n_valid, monitors, variables, monitor_values,
+                        monitor_state, monitor_out, exposures, sample, n_sets):
+    """BOLD or Balloon monitor ``j`` after step ``k`` at node ``i`` (see
+    :func:`record_monitors`; ``sample``: the sample due, else -1); a call of its own, so
+    that the loops of the other monitors stay small."""
+    kind, out_at, at = monitors[j, 0], monitors[j, 2], monitors[j, 3]
+    due = sample >= 0
+    n_var, first_var = monitors[j, 4], monitors[j, 5]
+    constants = monitors[j, 7]
+    if kind == MONITOR_BOLD:
+        per_bin = monitors[j, 6]
+        base = at + i * n_var * NM_LANES * (1 + HRF_BINS)
+        bin_due = (k + 1) % per_bin == 0
+        newest = (k + 1) // per_bin
+        slot = base + n_var * NM_LANES * (1 + newest % HRF_BINS)
+        for v in range(n_var):
+            r = variables[first_var + v]
+            for p in range(NM_LANES):
+                value = x[i * NM_STATE_BLOCK + r * NM_LANES + p] if r < NM_STATE else \
+                    exposures[(r - NM_STATE) * NM_LANES + p]
+                monitor_state[base + v * NM_LANES + p] += value
+                if bin_due:
+                    monitor_state[slot + v * NM_LANES + p] = \
+                        monitor_state[base + v * NM_LANES + p] / per_bin
+                    monitor_state[base + v * NM_LANES + p] = 0
+            if due:
+                offset = monitor_values[constants + HRF_BINS]
+                scale = monitor_values[constants + HRF_BINS + 1]
+                for p in range(n_valid):
+                    total = 0.0
+                    for m in range(HRF_BINS):
+                        ring = base + n_var * NM_LANES * (1 + (newest - m) % HRF_BINS)
+                        total += monitor_values[constants + m] * \
+                            monitor_state[ring + v * NM_LANES + p]
+                    monitor_out[out_at + ((sample * n_var + v) * NM_NODES + i) * n_sets
+                                + sets[p]] = (total - offset) * scale
+    else:
+        c = BalloonValues(monitor_values[constants], monitor_values[constants + 1],
+                          monitor_values[constants + 2], monitor_values[constants + 3],
+                          monitor_values[constants + 4], monitor_values[constants + 5],
+                          monitor_values[constants + 6], monitor_values[constants + 7],
+                          monitor_values[constants + 8])
+        dt_s = monitor_values[constants + 9]
+        base = at + i * n_var * 4 * NM_LANES
+        for v in range(n_var):
+            r = variables[first_var + v]
+            for p in range(NM_LANES):
+                value = x[i * NM_STATE_BLOCK + r * NM_LANES + p] if r < NM_STATE else \
+                    exposures[(r - NM_STATE) * NM_LANES + p]
+                at_v = base + v * 4 * NM_LANES + p
+                state = (monitor_state[at_v], monitor_state[at_v + NM_LANES],
+                         monitor_state[at_v + 2 * NM_LANES],
+                         monitor_state[at_v + 3 * NM_LANES])
+                state = nm_balloon_step(state, value, dt_s, c)
+                for m in range(4):
+                    monitor_state[at_v + m * NM_LANES] = state[m]
+                if due and p < n_valid:
+                    monitor_out[out_at + ((sample * n_var + v) * NM_NODES + i) * n_sets
+                                + sets[p]] = nm_balloon_bold(state, c)
 
 
 def write_rows(source, start, first_row, n_rows, divisor, monitor_out, row, i, sets, n_valid,
@@ -294,3 +308,5 @@ def initialize_tile(x, history, base, mask, rows, params, sets, initial_state,
 KERNELS = (advance_tile, initialize_tile)
 #: compiled with the kernels (same globals) and called from them
 HELPERS = (record_monitors, write_rows)
+#: compiled with the kernels and called (not inlined) from them
+CALLED = (hemodynamic_monitor,)
