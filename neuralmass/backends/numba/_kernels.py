@@ -61,6 +61,8 @@ NM_STOCHASTIC = NM_CHANNEL_SUMS = False
 nm_zeros = nm_edge = nm_node = nm_channels = nm_exposures = nm_record = None
 nm_balloon_step = nm_balloon_bold = BalloonValues = None
 HRF_BINS = 1
+NM_MONITORS = 1
+NM_MONITOR_KINDS = (0,)
 
 
 def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight, near_end,
@@ -79,8 +81,7 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
     q = load_block(params, 0, NM_SWEPT_BLOCK)
     node_stride = (mask + 2) * NM_CHANNEL_BLOCK  # one padding row, see the module docstring
     noise = np.zeros(NM_STATE_BLOCK, x.dtype)
-    n_monitors = monitors.shape[0]
-    due = np.empty(n_monitors, np.int64)
+    due = np.empty(NM_MONITORS, np.int64)
     exposures = np.zeros(NM_EXPOSURE_BLOCK, x.dtype)
     health = np.zeros(NM_LANES, np.float64)  # NaN in a lane once a value is not finite
     far = np.zeros(NM_NODES * NM_BLOCK * NM_SUM_BLOCK if NM_CHANNEL_SUMS else NM_SUM_BLOCK,
@@ -93,7 +94,7 @@ def advance_tile(k_start, k_stop, x, history, base, mask, delay, source, weight,
                                far_start, far_delay, far_target, far_weight, far,
                                NM_SUM_BLOCK, NM_BLOCK)
         for k in range(block_start, block_start + block_steps):
-            for j in range(n_monitors):  # each monitor's sample due after step k, else -1
+            for j in range(NM_MONITORS):  # each monitor's sample due after step k, else -1
                 every = monitors[j, 1]
                 due[j] = (k + 1) // every - 1 if (k + 1) % every == 0 else -1
             write = base + ((k + 1) & mask) * NM_CHANNEL_BLOCK
@@ -162,8 +163,9 @@ def record_monitors(k, i, x, q, out, sets, n_valid, monitors, variables, monitor
     have_exposures = False
     n_sets = monitors[0, 8]
     n_record = NM_STATE + NM_EXPOSURES
-    for j in range(monitors.shape[0]):
-        kind, out_at, at, sample = monitors[j, 0], monitors[j, 2], monitors[j, 3], due[j]
+    for j in range(NM_MONITORS):
+        kind = NM_MONITOR_KINDS[j]  # a compile-time constant once LLVM unrolls the loop
+        out_at, at, sample = monitors[j, 2], monitors[j, 3], due[j]
         if kind == MONITOR_AVERAGE:
             record = at + i * NM_RECORD_BLOCK
             total = nm_record(load_block(monitor_state, record, NM_RECORD_BLOCK), out, q)

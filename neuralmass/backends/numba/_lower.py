@@ -58,6 +58,7 @@ from ...scheme import (
     step_program,
 )
 from .._python_source import MathSourcePrinter, function_source
+from ._monitor_layout import monitor_kind
 
 __all__ = ["Lowering", "lower", "plan_fingerprint", "NumbaPrinter"]
 
@@ -278,6 +279,7 @@ def plan_fingerprint(plan: RunPlan, lanes: int, **options) -> str:
         plan.integrator, sympy.srepr(plan.noise_std), plan.swept, plan.n_nodes,
         sorted((str(k), repr(float(v))) for k, v in plan.fixed_substitutions.items()),
         np.dtype(plan.dtype).name, int(lanes), sorted(options.items()),
+        [monitor_kind(m) for m in plan.monitors],
     ]
     return repr(parts)
 
@@ -446,6 +448,9 @@ def _constants(plan: RunPlan, coupling: _Coupling, lanes: _Lanes, block_steps: i
         "NM_EXPOSURE_BLOCK": max(1, n_exposures * L),
         "NM_RECORD_BLOCK": n_state * L + max(1, n_exposures * L),
         "NM_BLOCK": block_steps,
+        # the monitors' kinds (_kernels.MONITOR_*), so each run's loops hold only its own
+        "NM_MONITORS": len(plan.monitors),
+        "NM_MONITOR_KINDS": tuple(monitor_kind(m) for m in plan.monitors),
     }
 
 

@@ -11,7 +11,7 @@ from ...hemodynamics import kernel_time
 from ...plan import RunPlan
 from ._kernels import MONITOR_AVERAGE, MONITOR_BALLOON, MONITOR_BOLD, MONITOR_LAST
 
-__all__ = ["MonitorLayout", "monitor_layout"]
+__all__ = ["MonitorLayout", "monitor_kind", "monitor_layout"]
 
 _BALLOON_FIELDS = ("kappa", "gamma", "tau_o", "alpha", "E0", "V0", "k1", "k2", "k3")
 
@@ -43,6 +43,16 @@ class MonitorLayout:
         return tuple(result)
 
 
+def monitor_kind(monitor) -> int:
+    """The ``MONITOR_*`` kind of a :class:`~neuralmass.monitors.MonitorPlan` (column 0 of the
+    loops' monitor table, and ``NM_MONITOR_KINDS``: the loops are compiled for the kinds)."""
+    if monitor.name == "bold":
+        return MONITOR_BOLD
+    if monitor.name == "balloon":
+        return MONITOR_BALLOON
+    return MONITOR_AVERAGE if monitor.average else MONITOR_LAST
+
+
 def monitor_layout(plan: RunPlan, n_state: int, n_exposures: int, lanes: int,
                    record_block: int, dtype) -> MonitorLayout:
     """Lay out ``plan.monitors`` for tiles of ``lanes`` sets (``record_block``: the loops'
@@ -54,23 +64,24 @@ def monitor_layout(plan: RunPlan, n_state: int, n_exposures: int, lanes: int,
     for monitor in plan.monitors:
         n_var = monitor.n_out if monitor.hemodynamic else n_state + n_exposures
         constants = len(values)
-        if monitor.name == "bold":
-            kind, size = MONITOR_BOLD, N * n_var * lanes * (1 + n_bins)
+        kind = monitor_kind(monitor)
+        if kind == MONITOR_BOLD:
+            size = N * n_var * lanes * (1 + n_bins)
             initial.append(np.zeros(size))
             values += [*monitor.weights, monitor.offset, monitor.scale]
-        elif monitor.name == "balloon":
-            kind, size = MONITOR_BALLOON, N * n_var * 4 * lanes
+        elif kind == MONITOR_BALLOON:
+            size = N * n_var * 4 * lanes
             rest = np.ones((N, n_var, 4, lanes))
             rest[:, :, 0] = 0.0  # s = 0, f = v = q = 1 (hemodynamics.balloon_rest)
             initial.append(rest.reshape(-1))
             values += [getattr(monitor.constants, f) for f in _BALLOON_FIELDS]
             values.append(monitor.dt_s)
-        elif monitor.average:
-            kind, size = MONITOR_AVERAGE, N * record_block
+        elif kind == MONITOR_AVERAGE:
+            size = N * record_block
             initial.append(np.zeros(size))
             values.append(float(monitor.every))
         else:
-            kind, size = MONITOR_LAST, 0
+            size = 0
         rows.append([kind, monitor.every, out_at, state_at, n_var, len(variables),
                      monitor.per_bin, constants, P])
         variables += list(monitor.variables or ())
