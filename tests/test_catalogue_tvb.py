@@ -55,6 +55,10 @@ CASES = {
     "epileptor_resting_state": (0.05, dict(global_coupling=0.1, Ks=-0.2, Kf=0.1),
                                 (-1.6, -12.5, 3.8, -1.0, 0.005, 0.0, 1.0, 0.0),
                                 (0.2, 2.5, 0.2, 0.1, 0.004, 0.5, 1.0, 2.0)),
+    # dt = 2^-4 ms as TVB's EpileptorCodim3 notebook; Ks = 1: with TVB's Ks = 0 the
+    # nodes are uncoupled
+    "epileptor_codim3": (0.0625, dict(global_coupling=0.5, Ks=1.0), (0.5, 0.0, 0.075),
+                         (0.1, 0.1, 0.075)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
