@@ -59,6 +59,8 @@ CASES = {
     # nodes are uncoupled
     "epileptor_codim3": (0.0625, dict(global_coupling=0.5, Ks=1.0), (0.5, 0.0, 0.075),
                          (0.1, 0.1, 0.075)),
+    "zerlaut_adaptation_first_order": (0.1, dict(global_coupling=0.5),
+                                       (0.05, 0.05, 50.0, 0.0, 0.0), (0.04, 0.04, 40.0, 0.0, 0.0)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
