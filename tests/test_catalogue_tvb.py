@@ -61,6 +61,9 @@ CASES = {
                          (0.1, 0.1, 0.075)),
     "zerlaut_adaptation_first_order": (0.1, dict(global_coupling=0.5),
                                        (0.05, 0.05, 50.0, 0.0, 0.0), (0.04, 0.04, 40.0, 0.0, 0.0)),
+    "zerlaut_adaptation_second_order": (0.1, dict(global_coupling=0.5),
+                                        (0.05, 0.05, 2e-4, 0.0, 2e-4, 50.0, 0.0, 0.0),
+                                        (0.04, 0.04, 2e-4, 2e-4, 2e-4, 40.0, 0.0, 0.0)),
 }
 
 MEASURED: dict[tuple[str, str], float] = {}
