@@ -170,6 +170,13 @@ FUNCTION_CASES = [
     ("sinh", (0.7,), math.sinh(0.7)),
     ("cosh", (0.7,), math.cosh(0.7)),
     ("tanh", (0.7,), math.tanh(0.7)),
+    ("asin", (0.7,), math.asin(0.7)),
+    ("acos", (0.7,), math.acos(0.7)),
+    ("atan", (0.7,), math.atan(0.7)),
+    ("atan2", (-0.7, -0.2), math.atan2(-0.7, -0.2)),
+    ("erf", (0.7,), math.erf(0.7)),
+    ("erfc", (0.7,), math.erfc(0.7)),
+    ("erfc", (-0.7,), math.erfc(-0.7)),
     ("abs", (-0.7,), 0.7),
     ("fabs", (-0.7,), 0.7),
     ("ceil", (0.7,), 1.0),
@@ -210,7 +217,8 @@ def test_functions_of_constants(name, args, expected):
 
 
 @pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh",
-                                  "tanh", "fabs", "ceil", "floor"])
+                                  "tanh", "fabs", "ceil", "floor", "asin", "acos", "atan",
+                                  "erf", "erfc"])
 def test_c_spellings_of_functions(name):
     assert parse(f"{name}f(x)") == parse(f"{name}(x)")
 
@@ -219,6 +227,7 @@ def test_c_spellings_with_two_arguments():
     assert parse("powf(x, y)") == parse("pow(x, y)") == parse("x^y")
     assert parse("fminf(x, y)") == parse("min(x, y)")
     assert parse("fmaxf(x, y)") == parse("max(x, y)")
+    assert parse("atan2f(x, y)") == parse("atan2(x, y)")
 
 
 @pytest.mark.parametrize("name", ["beta", "gamma", "I", "E", "S", "N", "Q", "O", "zeta", "Max",

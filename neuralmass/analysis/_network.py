@@ -41,7 +41,7 @@ from ..connectivity import Connectivity
 from ..errors import ParameterError
 from ..model import Model, symbol
 from ._fixed_points import equilibria
-from ._system import NodeSystem, parameter_values
+from ._system import NUMERIC_MODULES, NodeSystem, parameter_values
 
 __all__ = ["NetworkStability", "network_stability"]
 
@@ -133,13 +133,14 @@ class _Linearisation:
             gradients.append([*grad_local, *row])
         subs = {**values, **to_sync}
         args = [*states, g]
-        self._a = sympy.lambdify(args, drift.jacobian(states).xreplace(subs), modules="numpy")
-        self._local = sympy.lambdify(args, local.xreplace(subs), modules="numpy")
-        self._q = sympy.lambdify(args, coupled.xreplace(subs), modules="numpy")
+        self._a = sympy.lambdify(args, drift.jacobian(states).xreplace(subs),
+                                 modules=NUMERIC_MODULES)
+        self._local = sympy.lambdify(args, local.xreplace(subs), modules=NUMERIC_MODULES)
+        self._q = sympy.lambdify(args, coupled.xreplace(subs), modules=NUMERIC_MODULES)
         self._pre = sympy.lambdify(args, [p.xreplace(values) for p in pre_sync],
-                                   modules="numpy")
+                                   modules=NUMERIC_MODULES)
         self._grads = sympy.lambdify(
-            args, [[e.xreplace(subs) for e in row] for row in gradients], modules="numpy")
+            args, [[e.xreplace(subs) for e in row] for row in gradients], modules=NUMERIC_MODULES)
         self.n = n
 
     def _matrix(self, fn, x, g) -> np.ndarray:

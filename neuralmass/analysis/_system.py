@@ -19,11 +19,15 @@ from ..model import Model, symbol
 from ..params import _unknown
 
 __all__ = [
+    "NUMERIC_MODULES",
     "NodeSystem",
     "coupling_values",
     "exact_equilibria",
     "parameter_values",
 ]
+
+#: What ``sympy.lambdify`` lowers to: SciPy first, so that ``erf``/``erfc`` take arrays.
+NUMERIC_MODULES = ["scipy", "numpy"]
 
 #: Names a caller may set besides the model's parameters (implicit scalars of the IR).
 _IMPLICIT = ("dt", "n_node")
@@ -93,9 +97,9 @@ class NodeSystem:
         self.drift = tuple(drift)
         args = [*self.states, p]
         matrix = sympy.Matrix(self.drift)
-        self._f = sympy.lambdify(args, list(self.drift), modules="numpy")
-        self._jx = sympy.lambdify(args, matrix.jacobian(list(self.states)), modules="numpy")
-        self._jp = sympy.lambdify(args, list(matrix.diff(p)), modules="numpy")
+        self._f = sympy.lambdify(args, list(self.drift), modules=NUMERIC_MODULES)
+        self._jx = sympy.lambdify(args, matrix.jacobian(list(self.states)), modules=NUMERIC_MODULES)
+        self._jp = sympy.lambdify(args, list(matrix.diff(p)), modules=NUMERIC_MODULES)
         self.ranges = np.array([sv.initial_range for sv in model.state_variables], dtype=float)
         lo = [(sv.bounds or (None, None))[0] for sv in model.state_variables]
         hi = [(sv.bounds or (None, None))[1] for sv in model.state_variables]

@@ -36,7 +36,14 @@ class _ExactFloats:
 
 
 class JaxSourcePrinter(_ExactFloats, JaxPrinter):
-    """SymPy → ``jax.numpy`` source."""
+    """SymPy → ``jax.numpy`` source; ``erf``/``erfc`` from ``jax.scipy.special`` (SymPy's
+    JaxPrinter prints them as ``math.erf``, which takes no arrays)."""
+
+    def _print_erf(self, expr: sympy.Expr) -> str:
+        return f"jax.scipy.special.erf({self._print(expr.args[0])})"
+
+    def _print_erfc(self, expr: sympy.Expr) -> str:
+        return f"jax.scipy.special.erfc({self._print(expr.args[0])})"
 
 
 class MathSourcePrinter(_ExactFloats, PythonCodePrinter):

@@ -51,6 +51,23 @@ def _heaviside(x: sympy.Expr, at_zero: sympy.Expr = sympy.Float(0.5)) -> sympy.E
     )
 
 
+def _as_written(function: type[sympy.Function]) -> type[sympy.Function]:
+    """``function`` kept as the model writes it: SymPy never rewrites it (its own ``erfc(-x)``
+    becomes ``2 - erfc(x)`` and ``acos(-x)`` becomes ``pi - acos(x)``, which lose every digit
+    where the value is tiny); of Float arguments SymPy still evaluates it, numerically. A
+    subclass with the same name, so every printer and ``lambdify`` print the function itself."""
+
+    @classmethod
+    def eval(cls, *args):
+        return None
+
+    return type(function.__name__, (function,), {"eval": eval, "__module__": __name__})
+
+
+erf, erfc = _as_written(sympy.erf), _as_written(sympy.erfc)
+asin, acos = _as_written(sympy.asin), _as_written(sympy.acos)
+atan, atan2 = _as_written(sympy.atan), _as_written(sympy.atan2)
+
 FUNCTIONS: dict[str, tuple[Callable[..., sympy.Expr], tuple[int, ...]]] = {
     "exp": (sympy.exp, (1,)),
     "log": (sympy.log, (1,)),
@@ -61,6 +78,12 @@ FUNCTIONS: dict[str, tuple[Callable[..., sympy.Expr], tuple[int, ...]]] = {
     "sinh": (sympy.sinh, (1,)),
     "cosh": (sympy.cosh, (1,)),
     "tanh": (sympy.tanh, (1,)),
+    "asin": (asin, (1,)),
+    "acos": (acos, (1,)),
+    "atan": (atan, (1,)),
+    "atan2": (atan2, (2,)),
+    "erf": (erf, (1,)),
+    "erfc": (erfc, (1,)),
     "abs": (sympy.Abs, (1,)),
     "fabs": (sympy.Abs, (1,)),
     "ceil": (sympy.ceiling, (1,)),
@@ -84,6 +107,12 @@ _FLOAT_FUNCTIONS: dict[str, Callable[..., float]] = {
     "sinh": math.sinh,
     "cosh": math.cosh,
     "tanh": math.tanh,
+    "asin": math.asin,
+    "acos": math.acos,
+    "atan": math.atan,
+    "atan2": math.atan2,
+    "erf": math.erf,
+    "erfc": math.erfc,
     "abs": abs,
     "fabs": abs,
     "ceil": lambda v: float(math.ceil(v)) if math.isfinite(v) else v,

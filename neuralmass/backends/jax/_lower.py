@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 
 import jax
+import jax.scipy.special  # noqa: F401 - the printed source calls jax.scipy.special.erf(c)
 import sympy
 
 from ...model import Model, symbol
