@@ -226,6 +226,19 @@ def _variables(monitor, model) -> tuple[tuple[int, ...], tuple, tuple, tuple]:
 def _plan_one(monitor: Monitor, dt: float, n_steps: int, model) -> MonitorPlan:
     name = _KINDS[type(monitor)]
     every = 1 if isinstance(monitor, Raw) else _steps(f"{name} period", monitor.period, dt)
+    extra = {}
+    if isinstance(monitor, Bold | Balloon):  # the monitor's own fields first, then n_steps
+        variables, state_names, exposure_names, copies = _variables(monitor, model)
+        extra = dict(variables=variables, state_names=state_names,
+                     exposure_names=exposure_names, copies=copies)
+        if isinstance(monitor, Bold):
+            kernel = hd.hrf_kernel(monitor.kernel)
+            per_bin = _steps("4-ms BOLD bin (tvb-library's interim period)",
+                             hd.INTERIM_PERIOD_MS, dt)
+            extra.update(per_bin=per_bin, weights=hd.hrf_lag_weights(kernel),
+                         offset=float(kernel.offset), scale=float(kernel.scale))
+        else:
+            extra.update(constants=hd.balloon_constants(monitor.preset), dt_s=dt / 1000.0)
     n_samples = n_steps // every
     if n_samples < 1:
         raise ParameterError(
@@ -234,21 +247,7 @@ def _plan_one(monitor: Monitor, dt: float, n_steps: int, model) -> MonitorPlan:
     steps = np.arange(1, n_samples + 1) * every
     average = name == "temporal_average"
     time = ((steps - every / 2.0) * dt if average else steps * dt).astype(np.float64)
-    if not isinstance(monitor, Bold | Balloon):
-        return MonitorPlan(name, every, average, n_samples, time)
-    variables, state_names, exposure_names, copies = _variables(monitor, model)
-    common = dict(variables=variables, state_names=state_names, exposure_names=exposure_names,
-                  copies=copies)
-    if isinstance(monitor, Bold):
-        kernel = hd.hrf_kernel(monitor.kernel)
-        per_bin = _steps("4-ms BOLD bin (tvb-library's interim period)", hd.INTERIM_PERIOD_MS,
-                         dt)
-        return MonitorPlan(name, every, False, n_samples, time, per_bin=per_bin,
-                           weights=hd.hrf_lag_weights(kernel), offset=float(kernel.offset),
-                           scale=float(kernel.scale), **common)
-    return MonitorPlan(name, every, False, n_samples, time,
-                       constants=hd.balloon_constants(monitor.preset), dt_s=dt / 1000.0,
-                       **common)
+    return MonitorPlan(name, every, average, n_samples, time, **extra)
 
 
 def plan_monitors(monitors: object, dt: float, n_steps: int, model=None
