@@ -26,6 +26,7 @@ import numpy as np
 from . import hemodynamics as hd
 from ._array import namespace, scan
 from .errors import ParameterError
+from .monitors import period_steps
 
 __all__ = [
     "fc", "fc_corr", "fc_distance", "fc_diff", "fcd", "fcd_ks", "kuramoto_order",
@@ -332,16 +333,6 @@ def peak_frequency(x, dt: float, nperseg: int = 256, fmin: float = 0.0,
 
 # ------------------------------------------------------------------------------- BOLD
 
-def _steps_per(period: float, dt: float, what: str) -> int:
-    """``period / dt`` as a positive integer, or a ParameterError naming ``what``."""
-    ratio = period / dt if dt > 0 and math.isfinite(dt) else float("nan")
-    steps = round(ratio) if math.isfinite(ratio) else 0
-    if steps < 1 or abs(ratio - steps) > 1e-6 * max(1.0, ratio):
-        raise ParameterError(f"{what} must be a positive multiple of dt={dt!r} ms, but got "
-                             f"{period!r} ms")
-    return steps
-
-
 def bold_hrf(signal, dt: float, period: float = 2000.0, kernel="first_order_volterra"):
     """BOLD by HRF convolution, exactly as tvb-library's ``monitors.Bold`` computes it.
 
@@ -365,8 +356,8 @@ def bold_hrf(signal, dt: float, period: float = 2000.0, kernel="first_order_volt
     """
     xp, x3, batched = _series(signal, "signal", min_samples=1)
     k = hd.hrf_kernel(kernel)
-    per_bin = _steps_per(hd.INTERIM_PERIOD_MS, dt, "the 4-ms BOLD bin")
-    per_sample = _steps_per(period, dt, "period")
+    per_bin = period_steps("4-ms BOLD bin", hd.INTERIM_PERIOD_MS, dt)
+    per_sample = period_steps("period", period, dt)
     t = x3.shape[0]
     n_out = t // per_sample
     if n_out < 1:
@@ -408,7 +399,7 @@ def bold_balloon(signal, dt: float, period: float, preset="friston2003"):
     """
     xp, x3, batched = _series(signal, "signal", min_samples=1)
     c = hd.balloon_constants(preset)
-    per_sample = _steps_per(period, dt, "period")
+    per_sample = period_steps("period", period, dt)
     n_out = x3.shape[0] // per_sample
     if n_out < 1:
         raise ParameterError(f"signal has {x3.shape[0]} samples, fewer than one BOLD period "

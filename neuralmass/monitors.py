@@ -36,7 +36,7 @@ from . import hemodynamics as hd
 from .errors import ParameterError
 
 __all__ = ["Monitor", "Raw", "Subsample", "TemporalAverage", "Bold", "Balloon", "MonitorPlan",
-           "plan_monitors", "steps_simulated"]
+           "period_steps", "plan_monitors", "steps_simulated"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +163,7 @@ def _parse(spec: object) -> Monitor:
     )
 
 
-def _steps(what: str, period: object, dt: float) -> int:
+def period_steps(what: str, period: object, dt: float) -> int:
     """``period / dt`` as a positive integer, or a ParameterError naming ``what``."""
     try:
         period = float(period)
@@ -225,7 +225,7 @@ def _variables(monitor, model) -> tuple[tuple[int, ...], tuple, tuple, tuple]:
 
 def _plan_one(monitor: Monitor, dt: float, n_steps: int, model) -> MonitorPlan:
     name = _KINDS[type(monitor)]
-    every = 1 if isinstance(monitor, Raw) else _steps(f"{name} period", monitor.period, dt)
+    every = 1 if isinstance(monitor, Raw) else period_steps(f"{name} period", monitor.period, dt)
     extra = {}
     if isinstance(monitor, Bold | Balloon):  # the monitor's own fields first, then n_steps
         variables, state_names, exposure_names, copies = _variables(monitor, model)
@@ -233,7 +233,7 @@ def _plan_one(monitor: Monitor, dt: float, n_steps: int, model) -> MonitorPlan:
                      exposure_names=exposure_names, copies=copies)
         if isinstance(monitor, Bold):
             kernel = hd.hrf_kernel(monitor.kernel)
-            per_bin = _steps("4-ms BOLD bin (tvb-library's interim period)",
+            per_bin = period_steps("4-ms BOLD bin (tvb-library's interim period)",
                              hd.INTERIM_PERIOD_MS, dt)
             extra.update(per_bin=per_bin, weights=hd.hrf_lag_weights(kernel),
                          offset=float(kernel.offset), scale=float(kernel.scale))
