@@ -67,6 +67,11 @@ CASES = {
     # nodes are uncoupled
     "epileptor_codim3": (0.0625, dict(global_coupling=0.5, Ks=1.0), (0.5, 0.0, 0.075),
                          (0.1, 0.1, 0.075)),
+    # dt as epileptor_codim3's, Ks = 1 for the same reason; not a fixed point: x, y around the
+    # resting branch and z on the arc drift (dx = -y, dz != 0), and uA, uB (drawn in 0 .. 1
+    # rad, so each node's arc end points A, B differ) grow by cA, cB per ms
+    "epileptor_codim3_slow_mod": (0.0625, dict(global_coupling=0.5, Ks=1.0),
+                                  (0.5, 0.0, 0.075, 0.5, 0.5), (0.1, 0.1, 0.075, 0.5, 0.5)),
     "zerlaut_adaptation_first_order": (0.1, dict(global_coupling=0.5),
                                        (0.05, 0.05, 50.0, 0.0, 0.0), (0.04, 0.04, 40.0, 0.0, 0.0)),
     "zerlaut_adaptation_second_order": (0.1, dict(global_coupling=0.5),

@@ -72,6 +72,25 @@ def _quiet_tvb_logging() -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _observe_all_state_variables(tvb_model) -> None:
+    """Make the model's observer (``model.observe``, built from ``variables_of_interest`` when
+    the Simulator is configured) return every state variable, in their order.
+
+    Set through the trait, which validates the names against its ``choices``. A few models'
+    traits leave state variables out of the choices (EpileptorCodim3SlowMod: uA, uB); for
+    those the validated assignment would raise, so the tuple is written to this one instance's
+    ``__dict__`` (where neotraits keeps the value), leaving the class and other models as they
+    are. The observer then selects all state variables (checked in ``run_tvb``'s shape assert).
+    """
+    names = tuple(tvb_model.state_variables)
+    choices = getattr(type(tvb_model).variables_of_interest, "element_choices", None)
+    if choices is None or set(names) <= set(choices):
+        tvb_model.variables_of_interest = names
+    else:
+        tvb_model.__dict__["variables_of_interest"] = names
+    assert tuple(tvb_model.variables_of_interest) == names
+
+
 def run_tvb(model: str, weights, tract_lengths, *, speed: float, dt: float, n_steps: int,
             integrator: str, initial_history, params: dict[str, float],
             monitor: str = "raw", period: float | None = None, stock_float32: bool = False
@@ -118,7 +137,7 @@ def run_tvb(model: str, weights, tract_lengths, *, speed: float, dt: float, n_st
         if getattr(attr, "dtype", None) is None:
             raise KeyError(f"{model_name} has no parameter {name!r}")
         setattr(tvb_model, name, np.array([value]).astype(attr.dtype))
-    tvb_model.variables_of_interest = tuple(tvb_model.state_variables)
+    _observe_all_state_variables(tvb_model)
 
     conn = Connectivity(weights=weights, tract_lengths=tract_lengths,
                         region_labels=np.array([f"r{i}" for i in range(n_node)]),
