@@ -534,9 +534,17 @@ def _on_gpu(backend: str) -> bool:
 def run_bench(backends: Sequence[str], models: Sequence[str], dtypes: Sequence[str],
               runs: Sequence[tuple[str, int, int]], *, repeat: int = 3, peers: bool = False,
               conn: Connectivity | None = None, conn_name: str = "bundled 76-region connectome",
-              copy_bytes: int = 1 << 30, log=print) -> dict:
+              copy_bytes: int = 1 << 30, max_run_s: float | None = None, log=print,
+              checkpoint=None) -> dict:
     """Measure every (backend, model, dtype, size) of ``runs`` ((panel, sets, steps)); the
-    report of the module docstring's schema. ``log`` gets one line per measurement."""
+    report of the module docstring's schema. ``log`` gets one line per measurement;
+    ``checkpoint`` (if given) gets the report so far after each one (``--json`` writes it, so
+    a long bench that is stopped keeps what it measured).
+
+    A scan of one (backend, model, dtype) stops, and says so in ``stopped``, before a size the
+    memory estimate refuses, and before a size whose run would take longer than ``max_run_s``
+    seconds at the rate measured at the previous size (set-steps/s, assumed constant; ``None``:
+    no limit). Each size costs 1 + ``repeat`` runs."""
     conn = Connectivity.default() if conn is None else conn
     nnz = int(conn.edges()[0].size)
     info = machine()
@@ -552,6 +560,15 @@ def run_bench(backends: Sequence[str], models: Sequence[str], dtypes: Sequence[s
 
         device_bw = device_copy_bandwidth(require_cupy(), 2 * copy_bytes) / 1e9
     results, stopped = [], []
+
+    def report(peer_rows):
+        return {"schema": SCHEMA, "date": datetime.datetime.now(datetime.UTC).isoformat(),
+                "argv": list(sys.argv), "machine": info,
+                "workload": {"connectivity": conn_name, "n_regions": conn.n_regions,
+                             "nnz": nnz, "dt_ms": DT, "integrator": "heun", "monitor": MONITOR},
+                "copy_bandwidth_gb_s": {"host": host_bw, "device": device_bw},
+                "results": results, "peers": peer_rows, "skipped": skipped, "stopped": stopped}
+
     with tempfile.TemporaryDirectory(prefix="neuralmass-bench-cache-") as cache:
         previous = os.environ.get("NEURALMASS_CACHE_DIR")
         os.environ["NEURALMASS_CACHE_DIR"] = cache  # compile "cold" into a fresh cache
@@ -560,7 +577,19 @@ def run_bench(backends: Sequence[str], models: Sequence[str], dtypes: Sequence[s
                 copy_bw = device_bw if _on_gpu(backend) else host_bw
                 for model in models:
                     for dtype in dtypes:
+                        rate = None  # set-steps/s at the previous size of this scan
                         for index, (panel, n_sets, n_steps) in enumerate(runs):
+                            if rate is not None and max_run_s is not None and \
+                                    n_sets * n_steps / rate > max_run_s:
+                                stopped.append(dict(
+                                    backend=backend, model=model, dtype=dtype, sets=n_sets,
+                                    steps=n_steps, reason=f"one run would take "
+                                    f"~{n_sets * n_steps / rate:.0f} s at {rate:.3g} "
+                                    f"set-steps/s, over the limit of {max_run_s:g} s "
+                                    "(--max-run-s)"))
+                                log(f"{backend} {model} {dtype}: stopped before {n_sets} sets "
+                                    f"× {n_steps} steps: {stopped[-1]['reason']}")
+                                break
                             plan = workload(model, conn, n_sets, n_steps, dtype)
                             try:
                                 m = MEASURE[backend](plan, repeat)
@@ -576,6 +605,9 @@ def run_bench(backends: Sequence[str], models: Sequence[str], dtypes: Sequence[s
                             row = _row(backend, model, dtype, panel, plan, m, copy_bw, cached,
                                        nnz)
                             results.append(row)
+                            rate = row["set_steps_per_s"]
+                            if checkpoint is not None:
+                                checkpoint(report([]))
                             log(f"{backend} {model} {dtype} {n_sets} sets × {row['steps']} "
                                 f"steps: {row['set_steps_per_s']:.3g} set-steps/s")
         finally:
@@ -583,13 +615,7 @@ def run_bench(backends: Sequence[str], models: Sequence[str], dtypes: Sequence[s
                 os.environ.pop("NEURALMASS_CACHE_DIR", None)
             else:
                 os.environ["NEURALMASS_CACHE_DIR"] = previous
-    return {"schema": SCHEMA, "date": datetime.datetime.now(datetime.UTC).isoformat(),
-            "argv": list(sys.argv), "machine": info,
-            "workload": {"connectivity": conn_name, "n_regions": conn.n_regions, "nnz": nnz,
-                         "dt_ms": DT, "integrator": "heun", "monitor": MONITOR},
-            "copy_bandwidth_gb_s": {"host": host_bw, "device": device_bw},
-            "results": results, "peers": measure_peers(results, conn) if peers else [],
-            "skipped": skipped, "stopped": stopped}
+    return report(measure_peers(results, conn) if peers else [])
 
 
 # --------------------------------------------------------------------------- output
@@ -655,7 +681,7 @@ def print_report(report: dict, console) -> None:
         console.print(f"skipped {s['backend']}: {s['reason']}", highlight=False, markup=False)
     for s in report["stopped"]:
         console.print(f"stopped {s['backend']} {s['model']} {s['dtype']} at {s['sets']:,} sets × "
-                      f"{s['steps']:,} steps (memory estimate): {s['reason']}", highlight=False,
+                      f"{s['steps']:,} steps: {s['reason']}", highlight=False,
                       markup=False)
 
 

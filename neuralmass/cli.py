@@ -407,8 +407,11 @@ def bench(
         "default",
     copy_mib: Annotated[int, typer.Option(help="MiB copied to measure the copy bandwidth")] =
         1024,
-    json_path: Annotated[str | None, typer.Option("--json", help="write every figure here")] =
-        None,
+    max_run_s: Annotated[float | None, typer.Option(
+        help="stop a scan before a size whose run would take longer than this many seconds "
+             "(predicted from the previous size)")] = None,
+    json_path: Annotated[str | None, typer.Option("--json", help=(
+        "write every figure here (rewritten after each measurement)"))] = None,
     plot: Annotated[str | None, typer.Option(help="draw the four panels to this PNG")] = None,
 ) -> None:
     """Time the backends here: compile, set-steps/s, effective vs copy bandwidth, peers."""
@@ -428,12 +431,16 @@ def bench(
                         f"comma-separated list of {', '.join(valid)}")
     if repeat < 1:
         raise _fail(f"--repeat must be >= 1, but got {repeat}")
+    if max_run_s is not None and not max_run_s > 0:
+        raise _fail(f"--max-run-s must be > 0 seconds, but got {max_run_s}")
     connectivity = _connectivity(conn, None)
     try:
         runs = measuring.sizes(scan, sets, steps)
         report = measuring.run_bench(backends, names, dtypes, runs, repeat=repeat, peers=peers,
                                      conn=connectivity, conn_name=conn,
-                                     copy_bytes=copy_mib << 20,
+                                     copy_bytes=copy_mib << 20, max_run_s=max_run_s,
+                                     checkpoint=(lambda partial: measuring.write_json(
+                                         partial, json_path)) if json_path else None,
                                      log=lambda line: console.print(line, highlight=False,
                                                                     markup=False))
     except NeuralmassError as err:

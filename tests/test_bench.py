@@ -93,6 +93,24 @@ def test_scan_stops_where_the_memory_estimate_says_no(monkeypatch):
     assert "GiB" in stopped["reason"] and "stopped before 8 sets" in lines[-1]
 
 
+def test_scan_stops_before_a_run_longer_than_max_run_s():
+    """The first size runs; the next is predicted from its rate (8 → 1,024 sets: 128× the
+    time) and refused against a limit just above the first run's own time; every finished
+    measurement reaches ``checkpoint``."""
+    partial = []
+    report = bench.run_bench(["numba"], ["kuramoto"], ["float32"],
+                             [("C", 8, 50), ("C", 1024, 50)], repeat=1, copy_bytes=1 << 20,
+                             log=lambda line: None, checkpoint=partial.append,
+                             max_run_s=1e-9)
+    (row,) = report["results"]
+    (stopped,) = report["stopped"]
+    assert (row["sets"], stopped["sets"]) == (8, 1024)
+    predicted = 1024 * 50 / row["set_steps_per_s"]
+    assert f"~{predicted:.0f} s" in stopped["reason"] and "--max-run-s" in stopped["reason"]
+    assert [len(p["results"]) for p in partial] == [1]
+    assert partial[0]["schema"] == bench.SCHEMA and partial[0]["peers"] == []
+
+
 def test_a_peer_that_is_not_installed_is_reported_not_raised(monkeypatch):
     monkeypatch.setattr(bench, "PEERS", {"nopeer": ("neuralmass_no_such_module", None)})
     assert bench.measure_peers([], nm.Connectivity.default()) == [
