@@ -26,7 +26,8 @@ bytes read plus written, best of 5 / mean of 10).
 Peers (``peers=True``): tvb-library (a Python loop of ``Simulator`` runs, float64; only a few
 sets are timed and the rate is extrapolated linearly to P) and vbjax (one ``vmap`` batch of up
 to 64 sets, in a subprocess, extrapolated linearly); a peer that is not installed is reported
-as ``"not installed"``. Only Montbrió and Kuramoto have a peer set-up.
+as ``"not installed"``. tvb-library has a set-up for Montbrió, Kuramoto and the Epileptor
+(``FIXED_PARAMS``' coupling), vbjax for Montbrió and Kuramoto.
 
 JSON schema (``--json``; version ``neuralmass.bench/1``)::
 
@@ -91,6 +92,9 @@ SCAN_SETS = tuple(2**k for k in range(6, 16))
 SCAN_STEPS = (4000, 10_000, 20_000, 50_000, 100_000)
 #: coupling ranges of benchmarks/sweep.py (other models: the range the model declares)
 COUPLING_RANGE = {"montbrio": (0.0, 0.05), "kuramoto": (0.0, 1.0)}
+#: parameters held fixed in a model's workload: the Epileptor's defaults (TVB's, Ks = Kf = 0)
+#: leave the nodes uncoupled, so it runs with the coupling of TVB's epilepsy demos
+FIXED_PARAMS = {"epileptor": {"Ks": -0.2, "Kf": 0.1}}
 SPEED_RANGE = (1.0, 10.0)
 MAX_SPEEDS = 32
 #: tvb-library sets timed (extrapolated linearly); vbjax sets in its one timed batch
@@ -194,7 +198,8 @@ def sweep_params(model: str, n_sets: int) -> dict[str, np.ndarray]:
         couplings = load_model(model).parameter("global_coupling").range or (0.0, 1.0)
     axes = grid(global_coupling=np.linspace(*couplings, n_couplings),
                 global_speed=np.linspace(*SPEED_RANGE, n_speeds))
-    return {name: values[:n_sets] for name, values in axes.items()}
+    return {**{name: values[:n_sets] for name, values in axes.items()},
+            **FIXED_PARAMS.get(model, {})}
 
 
 def initial_state(model: str, n_nodes: int) -> np.ndarray | None:
@@ -351,12 +356,16 @@ def _tvb_simulator(model: str, conn: Connectivity, speed: float, coupling: float
     tvb_conn = TVBConnectivity(weights=np.array(conn.weights), tract_lengths=np.array(
         conn.tract_lengths), region_labels=np.array([f"r{i}" for i in range(n)]),
         centres=np.zeros((n, 3)), speed=np.array([float(speed)]))
+    a = np.array([coupling])
     if model == "montbrio":
-        tvb_model, cfun = models.MontbrioPazoRoxin(), tvb_coupling.Linear(a=np.array([coupling]))
+        tvb_model, cfun = models.MontbrioPazoRoxin(), tvb_coupling.Linear(a=a)
+    elif model == "kuramoto":
+        tvb_model, cfun = models.Kuramoto(), tvb_coupling.Kuramoto(a=a)
     else:
-        tvb_model, cfun = models.Kuramoto(), tvb_coupling.Kuramoto(a=np.array([coupling]))
+        fixed = {name: np.array([value]) for name, value in FIXED_PARAMS[model].items()}
+        tvb_model, cfun = models.Epileptor(**fixed), tvb_coupling.Difference(a=a)
     horizon = int(np.rint(np.asarray(conn.tract_lengths) / speed / DT).max()) + 1
-    state = initial_state(model, n)
+    state = workload(model, conn, 1, n_steps, "float64").initial_state
     history = np.broadcast_to(state[None, :, :, None], (horizon, len(state), n, 1)).copy()
     return simulator.Simulator(model=tvb_model, connectivity=tvb_conn, coupling=cfun,
                                integrator=integrators.HeunDeterministic(dt=DT),
@@ -445,9 +454,9 @@ def _vbjax(model: str, conn: Connectivity, n_sets: int, n_steps: int, dtype: str
     return {"set_steps_per_s": rate, "measured_sets": len(picks)}
 
 
-#: peer → (module that must be importable, measuring function)
-PEERS = {"tvb-library": ("tvb.simulator", _tvb), "vbjax": ("vbjax", _vbjax)}
-PEER_MODELS = ("montbrio", "kuramoto")
+#: peer → (module that must be importable, measuring function, models it has a set-up for)
+PEERS = {"tvb-library": ("tvb.simulator", _tvb, ("montbrio", "kuramoto", "epileptor")),
+         "vbjax": ("vbjax", _vbjax, ("montbrio", "kuramoto"))}
 
 
 def _installed(module: str) -> bool:
@@ -462,7 +471,7 @@ def measure_peers(results: list[dict], conn: Connectivity) -> list[dict]:
     (all it computes in), vbjax in each dtype. ``ratio`` maps "backend dtype" to the
     neuralmass rate over the peer's (tvb-library's against every dtype neuralmass ran)."""
     peers = []
-    for peer, (module, measure) in PEERS.items():
+    for peer, (module, measure, peer_models) in PEERS.items():
         if not _installed(module):
             peers.append({"peer": peer, "status": "not installed"})
             continue
@@ -474,7 +483,7 @@ def measure_peers(results: list[dict], conn: Connectivity) -> list[dict]:
             row = {"peer": peer, "model": model, "dtype": dtype, "sets": n_sets,
                    "steps": n_steps, "set_steps_per_s": None, "measured_sets": None,
                    "extrapolated": True, "ratio": {}}
-            if model not in PEER_MODELS:
+            if model not in peer_models:
                 peers.append(dict(row, status="no set-up for this model"))
                 continue
             try:

@@ -112,15 +112,24 @@ def test_scan_stops_before_a_run_longer_than_max_run_s():
 
 
 def test_a_peer_that_is_not_installed_is_reported_not_raised(monkeypatch):
-    monkeypatch.setattr(bench, "PEERS", {"nopeer": ("neuralmass_no_such_module", None)})
+    monkeypatch.setattr(bench, "PEERS", {"nopeer": ("neuralmass_no_such_module", None, ())})
     assert bench.measure_peers([], nm.Connectivity.default()) == [
         {"peer": "nopeer", "status": "not installed"}]
 
 
+def test_the_epileptor_workload_is_coupled():
+    """TVB's Epileptor defaults (Ks = Kf = 0) would leave its coupling pruned and C = 0."""
+    from neuralmass.backends.numba import prepare
+
+    plan = bench.workload("epileptor", nm.Connectivity.default(), 4, 20, "float64")
+    assert prepare(plan).lowering.n_channels > 0
+
+
 @pytest.mark.tvb
-def test_tvb_peer_rate_and_ratio():
+@pytest.mark.parametrize("model", ["kuramoto", "epileptor"])
+def test_tvb_peer_rate_and_ratio(model):
     pytest.importorskip("tvb.simulator")
-    row = {"backend": "numba", "model": "kuramoto", "sets": 2, "steps": 20, "dtype": "float32",
+    row = {"backend": "numba", "model": model, "sets": 2, "steps": 20, "dtype": "float32",
            "set_steps_per_s": 1e6}
     peers = bench.measure_peers([row, dict(row, dtype="float64", set_steps_per_s=5e5)],
                                 nm.Connectivity.default())
