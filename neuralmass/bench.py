@@ -316,7 +316,7 @@ _CACHED_PREPARE = textwrap.dedent("""
     from neuralmass import bench
     from neuralmass.connectivity import Connectivity
     from neuralmass.backends.numba import prepare
-    config = json.loads(sys.argv[1])
+    config = json.loads(sys.stdin.read())
     saved = np.load(config.pop("conn"))
     conn = Connectivity(saved["weights"], saved["tract_lengths"], float(saved["speed"]))
     plan = bench.workload(conn=conn, **config)
@@ -390,7 +390,7 @@ def _tvb(model: str, conn: Connectivity, n_sets: int, n_steps: int, dtype: str) 
 _VBJAX_SCRIPT = textwrap.dedent("""
     import json, sys, time
     import numpy as np
-    config = json.loads(sys.argv[1])
+    config = json.loads(sys.stdin.read())
     import jax
     if config["dtype"] == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -446,8 +446,8 @@ def _vbjax(model: str, conn: Connectivity, n_sets: int, n_steps: int, dtype: str
                   speeds=params["global_speed"][picks].tolist(),
                   couplings=params["global_coupling"][picks].tolist(),
                   x0=initial_state(model, conn.n_regions).tolist())
-    out = subprocess.run([sys.executable, "-c", _VBJAX_SCRIPT, json.dumps(config)],
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", _VBJAX_SCRIPT], input=json.dumps(config),
+                         capture_output=True, text=True)  # the connectome is too long for argv
     if out.returncode != 0:
         raise RuntimeError((out.stderr.strip().splitlines() or ["no message"])[-1])
     rate = json.loads(out.stdout.strip().splitlines()[-1])["rate"]

@@ -1,7 +1,7 @@
 """``NEURALMASS_REQUIRE``: what a test run must have, so that CI cannot pass by skipping.
 
 A pytest plugin (loaded by ``conftest.py``). ``.ci/run`` exports
-``NEURALMASS_REQUIRE="tvb,xarray,numba,jax,nvcc"``, a comma-separated list of names from
+``NEURALMASS_REQUIRE="tvb,peers,xarray,numba,jax,nvcc"``, a comma-separated list of names from
 :data:`REQUIREMENTS`. With it set (a *strict run*):
 
 1. every named requirement is checked when pytest starts; any that is missing (an extra that
@@ -11,8 +11,8 @@ A pytest plugin (loaded by ``conftest.py``). ``.ci/run`` exports
    named (on CI: ``gpu``); a module that skips as a whole while being imported fails too, as its
    markers cannot be read.
 
-Unset or empty (a developer's machine), nothing is enforced: a test marked ``tvb``, ``nvcc`` or
-``gpu`` skips, with the reason, where that requirement is missing.
+Unset or empty (a developer's machine), nothing is enforced: a test marked ``tvb``, ``peers``,
+``nvcc`` or ``gpu`` skips, with the reason, where that requirement is missing.
 """
 
 from __future__ import annotations
@@ -60,12 +60,14 @@ REQUIREMENTS = {
     "numba": (lambda: backend_import_error("numba"), "a core dependency: reinstall neuralmass"),
     "tvb": (_modules("tvb.simulator", "tvb.datatypes.connectivity", "tvb_data"),
             "install the 'tvb' extra: uv run --extra tvb ..."),
+    "peers": (_modules("vbjax", "tqdm"),
+              "install the 'peers' extra (what bench --peers times): uv run --extra peers ..."),
     "xarray": (_modules("xarray"), "xarray is a dependency of neuralmass: reinstall it (uv sync)"),
     "nvcc": (_program("nvcc"), "install the CUDA toolkit"),
     "gpu": (_gpu, "install the 'cuda' extra on a machine with an NVIDIA GPU"),
 }
 #: The requirements that are also test markers (pyproject.toml).
-MARKERS = ("tvb", "nvcc", "gpu")
+MARKERS = ("tvb", "peers", "nvcc", "gpu")
 
 
 @functools.cache
@@ -111,8 +113,8 @@ def _optional_markers(config: pytest.Config) -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test marked ``tvb``, ``nvcc`` or ``gpu`` skips, with the reason, where that is missing
-    (a failure in a strict run that requires it, which has stopped before this point)."""
+    """A test marked ``tvb``, ``peers``, ``nvcc`` or ``gpu`` skips, with the reason, where that
+    is missing (a failure in a strict run that requires it, which has stopped before this point)."""
     for item in items:
         for name in MARKERS:
             if item.get_closest_marker(name) is not None and missing(name):

@@ -140,3 +140,13 @@ def test_tvb_peer_rate_and_ratio(model):
     assert tvb["dtype"] == "float64"
     assert tvb["ratio"]["numba float32"] == pytest.approx(1e6 / tvb["set_steps_per_s"], rel=1e-12)
     assert tvb["ratio"]["numba float64"] == pytest.approx(5e5 / tvb["set_steps_per_s"], rel=1e-12)
+
+
+@pytest.mark.peers
+def test_vbjax_peer_runs_and_reports_its_rate():
+    row = {"backend": "numba", "model": "montbrio", "sets": 3, "steps": 20, "dtype": "float32",
+           "set_steps_per_s": 1e6}
+    (vbjax,) = [p for p in bench.measure_peers([row], nm.Connectivity.default())
+                if p["peer"] == "vbjax"]
+    assert vbjax["status"] == "ok" and vbjax["measured_sets"] == 3 and not vbjax["extrapolated"]
+    assert vbjax["ratio"]["numba float32"] == pytest.approx(1e6 / vbjax["set_steps_per_s"])

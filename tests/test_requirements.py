@@ -92,7 +92,7 @@ def test_strict_run_turns_skips_into_failures(tmp_path):
     assert _summary(run.stdout) == {"failed": 1, "passed": 2, "skipped": 1, "error": 1}
     assert re.search(r"\nskipped \(a reason that would hide a missing "
                      r"extra\), but NEURALMASS_REQUIRE=tvb lets only tests marked "
-                     r"nvcc or gpu skip", run.stdout), run.stdout
+                     r"peers or nvcc or gpu skip", run.stdout), run.stdout
     # gpu is not required: its test may skip (by its marker, or by itself on a GPU machine)
     assert re.search(r"SKIPPED \[1\] test_plain.py:\d+: (needs gpu|no GPU here)", run.stdout)
     assert re.search(r"\ntest_whole_module.py skipped as a whole \(could not import "
