@@ -4,7 +4,9 @@ peers. No timing is asserted (the machine is shared); only that the figures agre
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +152,25 @@ def test_vbjax_peer_runs_and_reports_its_rate():
                 if p["peer"] == "vbjax"]
     assert vbjax["status"] == "ok" and vbjax["measured_sets"] == 3 and not vbjax["extrapolated"]
     assert vbjax["ratio"]["numba float32"] == pytest.approx(1e6 / vbjax["set_steps_per_s"])
+
+
+def _results_tables():
+    path = Path(__file__).parent.parent / "benchmarks" / "results_tables.py"
+    spec = importlib.util.spec_from_file_location("results_tables", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_tables_render_the_report_figures():
+    """benchmarks/results_tables.py (RESULTS.md's tables) prints each measured rate and the
+    scan's stop, from the report alone."""
+    report = bench.run_bench(["numba"], ["kuramoto"], ["float32"],
+                             [("C", 8, 50), ("C", 1024, 50)], repeat=1, copy_bytes=1 << 20,
+                             log=lambda line: None, max_run_s=1e-9)
+    text = _results_tables().tables(dict(report, argv=["neuralmass", "bench", "--scan", "sets"]))
+    (row,) = report["results"]
+    assert "`neuralmass bench --scan sets`" in text
+    rate = f"{row['set_steps_per_s']:.3g}"
+    assert f"| 8 |\n|---|---|---|---:|\n| numba | kuramoto | float32 | {rate} |\n" in text
+    assert "- stopped numba kuramoto float32 at 1,024 sets × 50 steps: one run" in text
