@@ -38,8 +38,9 @@ def sweep_command(
     backend: Annotated[str, typer.Option(help="jax, numba or cuda")] = "numba",
     integrator: Annotated[str, typer.Option(help="euler, heun or rk4")] = "heun",
     noise: Annotated[float | None, typer.Option(help="diffusion coefficient D")] = None,
-    monitor: Annotated[str, typer.Option(help="raw, subsample:P or temporal_average:P")] =
-        "temporal_average:1.0",
+    monitor: Annotated[list[str] | None, typer.Option(
+        "--monitor", help="raw, subsample:P, temporal_average:P, bold:P or balloon:P; repeat "
+        "for several (one store group each)")] = None,
     dtype: Annotated[str | None, typer.Option(help="float64 or float32")] = None,
     seed: Annotated[int, typer.Option(help="seed of the initial state and the noise")] = 0,
     shard_size: Annotated[int | None, typer.Option(help="sets per shard")] = None,
@@ -90,14 +91,21 @@ def sweep_command(
         from .sweep import sweep
 
         target_fc = None if target is None else np.load(target)
-        ds = sweep(the_model, _connectivity(conn, speed), params, store=store,
+        specs = monitor or ["temporal_average:1.0"]
+        datasets = sweep(the_model, _connectivity(conn, speed), params, store=store,
                    shard_size=shard_size, client=client, reduce=reduce or None,
                    target=target_fc, backend=backend, dt=dt, n_steps=steps,
-                   integrator=integrator, noise=noise, seed=seed, monitors=monitor,
-                   dtype=dtype)
+                   integrator=integrator, noise=noise, seed=seed,
+                   monitors=specs[0] if len(specs) == 1 else tuple(specs), dtype=dtype)
     except (NeuralmassError, OSError) as err:
         raise _fail(str(err)) from None
+    ds = datasets[0] if isinstance(datasets, tuple) else datasets
     done = int(ds["shard_done"].sum())
     diverged = int((ds["diverged"] == 1).sum())  # stored whatever --reduce is
     typer.echo(f"{store}: {ds.sizes['set']} sets, {done}/{ds.sizes['shard']} shards done, "
                f"{diverged} diverged")
+    if isinstance(datasets, tuple):
+        from .monitors import monitor_labels
+
+        for label, spec in zip(monitor_labels(specs), specs, strict=True):
+            typer.echo(f"  group {label!r}: monitor {spec}")

@@ -120,23 +120,20 @@ def simulate(
             data, exposure_data, diverged = resolve(
                 data, exposure_data, first_step, dataclasses.replace(plan, monitors=(monitor,)),
                 on_divergence if index == describer else "ignore")
+        state_names, exposure_names, plain = monitor_names(monitor, model)
         results.append(Result(
             time=monitor.time,
             data=data,
             exposures=exposure_data,
             params=params_out,
-            state_names=(model.state_names if monitor.state_names is None
-                         else monitor.state_names),
-            exposure_names=(model.exposure_names if monitor.exposure_names is None
-                            else monitor.exposure_names),
+            state_names=state_names,
+            exposure_names=exposure_names,
             region_labels=tuple(connectivity.labels),
             monitor=monitor.name,
             diverged=diverged,
             first_nonfinite_step=first_step,
             backend=backend,
-            plain_exposures=(plain_exposures(model) if not monitor.hemodynamic else tuple(
-                (monitor.exposure_names[e], monitor.state_names[v])
-                for e, v in monitor.copies)),
+            plain_exposures=plain,
             metadata=metadata + monitor_metadata(monitor),
         ))
     return results[0] if len(results) == 1 else tuple(results)
@@ -164,6 +161,16 @@ def monitor_output(monitor: MonitorPlan, states, exposures):
     exposure_data = xp.stack(rows, axis=1) if rows else \
         xp.zeros(data.shape[:1] + (0,) + data.shape[2:], data.dtype)
     return data, exposure_data
+
+
+def monitor_names(monitor: MonitorPlan, model: Model) -> tuple[tuple, tuple, tuple]:
+    """``(state_names, exposure_names, plain_exposures)`` of ``monitor``'s Result: the
+    model's for raw, subsample and temporal average; for BOLD and Balloon the variables it
+    was computed from, its copied exposures being the plain ones."""
+    if not monitor.hemodynamic:
+        return model.state_names, model.exposure_names, plain_exposures(model)
+    return monitor.state_names, monitor.exposure_names, tuple(
+        (monitor.exposure_names[e], monitor.state_names[v]) for e, v in monitor.copies)
 
 
 def monitor_metadata(monitor: MonitorPlan) -> tuple[tuple[str, object], ...]:

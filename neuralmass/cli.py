@@ -194,9 +194,10 @@ def run(
     backend: Annotated[str, typer.Option(help="jax, numba or cuda")] = "numba",
     integrator: Annotated[str, typer.Option(help="euler, heun or rk4")] = "heun",
     noise: Annotated[float | None, typer.Option(help="diffusion coefficient D")] = None,
-    monitor: Annotated[str, typer.Option(
-        help="raw, subsample:PERIOD, temporal_average:PERIOD, bold:PERIOD or "
-             "balloon:PERIOD (ms)")] = "temporal_average:1.0",
+    monitor: Annotated[list[str] | None, typer.Option(
+        "--monitor", help="raw, subsample:PERIOD, temporal_average:PERIOD, bold:PERIOD or "
+        "balloon:PERIOD (ms); repeat for several in one run, each written to its own file "
+        "(OUT.<kind>.nc)")] = None,
     dtype: Annotated[str | None, typer.Option(
         help="float64 or float32 (default: float32 on cuda, float64 otherwise)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the initial state and the noise")] = 0,
@@ -210,30 +211,53 @@ def run(
     the_model = _load(model)
     params = parse_params(the_model, grid or [], grid_all, param or [], speed)
     connectivity = _connectivity(conn, speed)
-    if output:
-        try:
-            check_output_path(output)
-        except NeuralmassError as err:
-            raise _fail(str(err)) from None
+    specs = monitor or ["temporal_average:1.0"]
+    try:
+        outputs = monitor_paths(output, specs) if output else [None] * len(specs)
+        for path in filter(None, outputs):
+            check_output_path(path)
+    except NeuralmassError as err:
+        raise _fail(str(err)) from None
     start = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DivergenceWarning)
             result = simulate(the_model, connectivity, params, backend=backend, dt=dt,
                               n_steps=steps, integrator=integrator, noise=noise, seed=seed,
-                              monitors=monitor, dtype=dtype, progress=progress)
+                              monitors=specs[0] if len(specs) == 1 else tuple(specs),
+                              dtype=dtype, progress=progress)
     except NeuralmassError as err:
         raise _fail(str(err)) from None
     wall = time.perf_counter() - start
+    results = result if isinstance(result, tuple) else (result,)
     for warning in caught:  # the diverged sets are reported, the others passed on
         if issubclass(warning.category, DivergenceWarning):
-            _report_divergence(result, warning.message)
+            _report_divergence(results[0], warning.message)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename,
                                  warning.lineno)
-    if output:
-        result.save(output)
-    _summary(the_model, connectivity, result, steps, backend, wall, output)
+    for one, path in zip(results, outputs, strict=True):
+        if path:
+            one.save(path)
+    _run_line(the_model, connectivity, results[0], steps, backend, wall)
+    for one, spec, path in zip(results, specs, outputs, strict=True):
+        _summary(the_model, one, path, spec if len(specs) > 1 else None)
+
+
+def monitor_paths(output: str, monitors: list[str]) -> list[str]:
+    """The file of each monitor: ``output`` itself for one monitor, else ``output`` with the
+    monitor's label (:func:`neuralmass.monitors.monitor_labels`) before its suffix:
+    ``out.nc`` → ``out.temporal_average.nc``, ``out.bold.nc`` (``out.bold-0.nc``,
+    ``out.bold-1.nc`` for two BOLD monitors)."""
+    from pathlib import Path
+
+    from .monitors import monitor_labels
+
+    labels = monitor_labels(monitors)
+    if len(labels) == 1:
+        return [output]
+    path = Path(output)
+    return [str(path.with_suffix(f".{label}{path.suffix}")) for label in labels]
 
 
 def _report_divergence(result, message, shown: int = 8) -> None:
@@ -249,13 +273,9 @@ def _report_divergence(result, message, shown: int = 8) -> None:
         + (", ..." if sets.size > shown else ""), highlight=False)
 
 
-def _summary(model, connectivity, result, steps, backend, wall, output) -> None:
-    """The run's line (with the number of diverged sets) and a table of the first and last
-    sets: each exposure's mean and std over time (see :mod:`neuralmass.summary`; a phase
-    such as Kuramoto's theta by its order parameter R)."""
+def _run_line(model, connectivity, result, steps, backend, wall) -> None:
+    """The run's line, with the number of diverged sets."""
     import numpy as np
-
-    from .summary import set_statistic
 
     n_sets = result.n_sets
     diverged = (0 if result.diverged is None
@@ -267,9 +287,23 @@ def _summary(model, connectivity, result, steps, backend, wall, output) -> None:
         f"{diverged} of {n_sets} sets diverged",
         highlight=False,
     )
+
+
+def _summary(model, result, output, spec) -> None:
+    """A table of the first and last sets of one monitor's ``result``: each exposure's mean
+    and std over time (see :mod:`neuralmass.summary`; a phase such as Kuramoto's theta by its
+    order parameter R); and the file it was written to. ``spec``: the monitor as given, named
+    in the file's line when the run had several."""
+    import numpy as np
+
+    from .summary import set_statistic
+
+    n_sets = result.n_sets
     swept = {k: np.asarray(v) for k, v in result.params.items() if np.ptp(np.asarray(v)) > 0}
     alias = dict(result.plain_exposures)
-    periodic = {n for n in result.exposure_names if alias.get(n) in model.periodic_names}
+    phases_kept = result.monitor not in ("bold", "balloon")  # a BOLD signal is not a phase
+    periodic = {n for n in result.exposure_names
+                if phases_kept and alias.get(n) in model.periodic_names}
     columns = {}
     for statistic in ("mean", "std"):
         for i, name in enumerate(result.exposure_names):
@@ -286,9 +320,10 @@ def _summary(model, connectivity, result, steps, backend, wall, output) -> None:
     console.print(table)
     if output:
         size = _size(output) / 1e6
-        console.print(f"wrote {output} ({size:.1f} MB): time {result.time.shape}, "
+        holds = f"monitor {spec}, " if spec else ""
+        console.print(f"wrote {output} ({size:.1f} MB): {holds}time {result.time.shape}, "
                       f"data {tuple(result.data.shape)} (time, variable, region, set)",
-                      highlight=False)
+                      highlight=False, markup=False, soft_wrap=True)  # paths unbroken
 
 
 def _size(path: str) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import hemodynamics as hd
 from ._array import namespace, scan
@@ -52,12 +53,39 @@ def _unbatch(y, batched: bool):
     return y if batched else y[..., 0]
 
 
+_FC_CHUNK_SETS = 128  # sets per NumPy matmul: a chunk at T = 360, N = 76 is 28 MB of float64
+
+
 def _corrcoef(x, xp):
-    """Pearson r between the columns of ``x`` (..., T, V, P) over T: (..., V, V, P)."""
-    xc = x - xp.mean(x, axis=-3, keepdims=True)
-    cov = xp.einsum("...tip,...tjp->...ijp", xc, xc)
-    sd = xp.sqrt(xp.einsum("...iip->...ip", cov))
-    return cov / (sd[..., :, None, :] * sd[..., None, :, :])
+    """Pearson r between the columns of ``x`` (..., T, V, P) over T: (..., V, V, P).
+
+    Each set's columns are centred and scaled to unit norm, and r is the (V, T) @ (T, V)
+    product of those per set. NumPy input runs in chunks of ``_FC_CHUNK_SETS`` sets (each
+    chunk copied set-major, so the temporaries stay a few chunks' size whatever P is) on one
+    BLAS thread: one small product per set gains nothing from threads, which only wait on
+    each other (3x the speed of ``einsum`` over the trailing set axis, which does not use
+    BLAS, at (360, 76, 1024): ``benchmarks/RESULTS.md``). Other arrays (JAX) take one
+    jit-able, differentiable product over every set.
+    """
+    if xp is not np:
+        return xp.moveaxis(_unit_gram(xp.moveaxis(x, -1, -3), xp), -3, -1)
+    n_sets, n_columns = x.shape[-1], x.shape[-2]
+    dtype = x.dtype if np.issubdtype(x.dtype, np.inexact) else np.float64
+    out = np.empty(x.shape[:-3] + (n_columns, n_columns, n_sets), dtype)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for start in range(0, n_sets, _FC_CHUNK_SETS):
+            chunk = slice(start, start + _FC_CHUNK_SETS)
+            set_major = np.ascontiguousarray(np.moveaxis(x[..., chunk], -1, -3))
+            out[..., chunk] = np.moveaxis(_unit_gram(set_major, np), -3, -1)
+    return out
+
+
+def _unit_gram(y, xp):
+    """(..., T, V) → (..., V, V): the Gram matrix of ``y``'s columns centred and scaled to
+    unit norm over T, i.e. their Pearson r (NaN for a column whose centred norm is 0)."""
+    centred = y - xp.mean(y, axis=-2, keepdims=True)
+    unit = centred / xp.sqrt(xp.sum(centred * centred, axis=-2, keepdims=True))
+    return xp.matmul(xp.swapaxes(unit, -1, -2), unit)
 
 
 def _pearson(a, b, xp):

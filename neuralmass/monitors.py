@@ -36,7 +36,7 @@ from . import hemodynamics as hd
 from .errors import ParameterError
 
 __all__ = ["Monitor", "Raw", "Subsample", "TemporalAverage", "Bold", "Balloon", "MonitorPlan",
-           "period_steps", "plan_monitors", "steps_simulated"]
+           "monitor_labels", "period_steps", "plan_monitors", "steps_simulated"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +161,25 @@ def _parse(spec: object) -> Monitor:
         "'bold:PERIOD', 'balloon:PERIOD' (PERIOD in ms) or a neuralmass.monitors object "
         "(Raw, Subsample, TemporalAverage, Bold, Balloon)"
     )
+
+
+def monitor_labels(monitors: object) -> list[str]:
+    """A short unique name per monitor, in order, for the files and store groups that hold
+    each one's output: its kind (``"raw"``, ``"subsample"``, ``"temporal_average"``,
+    ``"bold"``, ``"balloon"``), and where a kind repeats ``<kind>-<i>`` with i its index
+    among the monitors of that kind (``bold-0``, ``bold-1``).
+
+    ``monitors``: as for :func:`plan_monitors` (one monitor or a tuple or list of them:
+    strings, monitor objects or :class:`MonitorPlan` objects).
+    """
+    specs = tuple(monitors) if isinstance(monitors, list | tuple) else (monitors,)
+    kinds = [s.name if isinstance(s, MonitorPlan) else _KINDS[type(_parse(s))] for s in specs]
+    seen = dict.fromkeys(kinds, 0)
+    labels = []
+    for kind in kinds:
+        labels.append(kind if kinds.count(kind) == 1 else f"{kind}-{seen[kind]}")
+        seen[kind] += 1
+    return labels
 
 
 def period_steps(what: str, period: object, dt: float) -> int:

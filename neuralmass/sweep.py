@@ -10,6 +10,13 @@ shard; ``grid_index`` along ``set`` is each set's index in the user's ``params``
 The store is created up front (coordinates, attributes, a ``shard_done`` flag per shard);
 a shard writes its region of ``set`` and only then sets its flag, so a reader never sees
 half-written data marked done, and calling :func:`sweep` again runs the shards not done.
+
+Several monitors (``monitors=("temporal_average:1", "bold:720")``) are recorded by the same
+runs and stored one Zarr group per monitor, named by
+:func:`neuralmass.monitors.monitor_labels` (``temporal_average``, ``bold``); each group is
+laid out as a one-monitor store, with its own ``shard_done`` flags (set once every group holds
+the shard), and the root group's attributes hold the fingerprint and the group names. One
+monitor keeps the store's root as its dataset.
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._simulate import model_hash, plain_exposures, simulate
+from ._simulate import model_hash, monitor_metadata, monitor_names, run_metadata, simulate
 from .connectivity import Connectivity
 from .errors import ParameterError, SimulationError
 from .model import Model
 from .models import load_model
+from .monitors import monitor_labels
 from .params import resolve_parameters
 from .plan import make_plan
 from .summary import STATISTICS, statistic_key
@@ -70,7 +78,8 @@ def sweep(model: Model | str | os.PathLike, connectivity: Connectivity | None = 
         **simulate_kwargs: dt, n_steps, integrator, noise, seed, monitors, dtype, ...
 
     Returns:
-        The store opened with ``xarray.open_zarr``.
+        The store opened with ``xarray.open_zarr``; for several monitors a tuple of their
+        groups so opened, in monitor order.
 
     Raises:
         ParameterError: bad arguments, or a store made with other arguments.
@@ -96,19 +105,17 @@ def sweep(model: Model | str | os.PathLike, connectivity: Connectivity | None = 
     plan = make_plan(model, connectivity, {**fixed, **{k: v[:1] for k, v in swept.items()}},
                      **{k: v for k, v in simulate_kwargs.items()
                         if k in ("dt", "n_steps", "integrator", "noise", "seed", "monitors")})
-    if len(plan.monitors) > 1:
-        raise ParameterError(f"a sweep stores one monitor, but got {len(plan.monitors)}: "
-                             f"{simulate_kwargs['monitors']!r}; run one sweep per monitor")
+    groups = [None] if len(plan.monitors) == 1 else monitor_labels(plan.monitors)
     shard_size = _shard_size(shard_size, backend, plan, n_sets, reduce, progress)
     bounds = [(a, min(a + shard_size, n_sets)) for a in range(0, n_sets, shard_size)]
     spec = _ShardSpec(model=model, fixed=fixed, swept=swept, backend=backend,
                       kwargs=simulate_kwargs, store=str(store), bounds=bounds,
-                      reducer=reducer, retries=retries)
+                      reducer=reducer, retries=retries, groups=groups)
     fingerprint = _fingerprint(model, connectivity, per_set, bounds, reduce, target, backend,
                                simulate_kwargs)
-    _create_store(Path(store), fingerprint, plan, per_set, order, bounds, reducer,
+    _create_store(Path(store), fingerprint, plan, per_set, order, bounds, reducer, groups,
                   probe=lambda: run_shard(0, spec, connectivity, write=False))
-    done = xr.open_zarr(store)["shard_done"].values
+    done = np.min([xr.open_zarr(store, group=g)["shard_done"].values for g in groups], axis=0)
     todo = [k for k in range(len(bounds)) if not done[k]]
     if progress and len(todo) < len(bounds):
         print(f"neuralmass.sweep: resuming {str(store)!r}: {len(bounds) - len(todo)} of "
@@ -120,7 +127,8 @@ def sweep(model: Model | str | os.PathLike, connectivity: Connectivity | None = 
         raise SimulationError(f"{len(failures)} shard(s) failed after {retries} retries: "
                               f"{listed}. The others are stored in {str(store)!r}; run the "
                               f"same sweep again to retry only these.")
-    return xr.open_zarr(store)
+    datasets = tuple(xr.open_zarr(store, group=g) for g in groups)
+    return datasets[0] if len(datasets) == 1 else datasets
 
 
 class _ShardSpec:
@@ -179,8 +187,8 @@ def _shard_size(shard_size, backend, plan, n_sets, reduce, progress) -> int:
         if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
             raise ParameterError(f"shard_size must be an integer >= 1, but got {shard_size!r}")
         return shard_size
-    per_set = 8 * plan.monitor.n_samples * plan.n_nodes * (
-        len(plan.model.state_names) + len(plan.model.exposure_names))
+    per_set = 8 * plan.n_nodes * sum(
+        m.n_samples * sum(map(len, monitor_names(m, plan.model)[:2])) for m in plan.monitors)
     by_memory = max(1, _SHARD_BYTES // per_set) if reduce is None else n_sets
     chosen = max(1, min(n_sets, _SETS_PER_SHARD.get(backend, 1024), by_memory))
     if progress:
@@ -204,14 +212,15 @@ def _fingerprint(model, connectivity, per_set, bounds, reduce, target, backend, 
     return digest.hexdigest()[:32]
 
 
-def _create_store(path: Path, fingerprint, plan, per_set, order, bounds, reducer,
+def _create_store(path: Path, fingerprint, plan, per_set, order, bounds, reducer, groups,
                   probe) -> None:
-    """Create the store with the whole grid's coordinates, or check an existing one."""
-    import xarray as xr
+    """Create the store with the whole grid's coordinates (a group per monitor for several),
+    or check an existing one."""
+    import zarr
 
     if path.exists():
         try:
-            found = xr.open_zarr(path).attrs.get("sweep_fingerprint")
+            found = zarr.open_group(path, mode="r").attrs.get("sweep_fingerprint")
         except Exception as err:  # noqa: BLE001 - any unreadable store is reported the same
             raise ParameterError(f"store {str(path)!r} exists but is not a sweep store "
                                  f"({err}); choose another path") from None
@@ -220,12 +229,29 @@ def _create_store(path: Path, fingerprint, plan, per_set, order, bounds, reducer
                 f"store {str(path)!r} holds a sweep with other arguments (fingerprint {found}, "
                 f"these give {fingerprint}); use another store or delete it to start over")
         return
+    probed = None  # a callable reducer's names: from the Result(s) of the first set alone
+    if reducer is not None and not isinstance(reducer, _MetricReducer):
+        probed = probe()
+        probed = probed if isinstance(probed, tuple) else (probed,)
+    for i, (monitor, group) in enumerate(zip(plan.monitors, groups, strict=True)):
+        _create_group(path, group, fingerprint, plan, monitor, per_set, order, bounds, reducer,
+                      None if probed is None else probed[i])
+    if groups != [None]:  # last: a store cut short while created is not taken for this sweep
+        zarr.open_group(path, mode="r+").attrs.update(sweep_fingerprint=fingerprint,
+                                                      monitors=groups)
+
+
+def _create_group(path: Path, group, fingerprint, plan, monitor, per_set, order, bounds,
+                  reducer, probed) -> None:
+    """Write the layout of ``monitor``'s dataset (NaN-filled, no data computed) to ``group``
+    of the store (``None``: its root)."""
     import dask.array as da
+    import xarray as xr
 
     n_sets, shard = len(order), bounds[0][1] - bounds[0][0]
-    sizes = {"time": plan.monitor.n_samples, "region": plan.n_nodes, "set": n_sets}
+    sizes = {"time": monitor.n_samples, "region": plan.n_nodes, "set": n_sets}
     variables = {}
-    for name, dims, dtype, fill in _layout(plan, reducer, probe):
+    for name, dims, dtype, fill in _layout(plan, monitor, reducer, probed):
         shape = tuple(sizes.get(d, plan.n_nodes) for d in dims)
         chunks = tuple(shard if d == "set" else s for d, s in zip(dims, shape, strict=True))
         variables[name] = (dims, da.full(shape, fill, dtype=dtype, chunks=chunks))
@@ -233,33 +259,32 @@ def _create_store(path: Path, fingerprint, plan, per_set, order, bounds, reducer
     coords = {"set": np.arange(n_sets), "grid_index": ("set", order),
               **{k: ("set", v[order]) for k, v in per_set.items()}}
     if reducer is None:
-        coords["time"] = ("time", plan.monitor.time, {"units": "ms"})
+        coords["time"] = ("time", monitor.time, {"units": "ms"})
     coords["region"] = list(plan.connectivity.labels)
-    from ._simulate import run_metadata
-
-    attrs = {k: v for k, v in run_metadata(plan, "", None)}
+    state_names, exposure_names, plain = monitor_names(monitor, plan.model)
+    attrs = dict(run_metadata(plan, "", None) + monitor_metadata(monitor))
     attrs.update(sweep_fingerprint=fingerprint, shard_size=shard,
-                 state_names=",".join(plan.model.state_names),
-                 exposure_names=",".join(plan.model.exposure_names),
-                 plain_exposures=",".join(f"{e}={s}" for e, s in plain_exposures(plan.model)),
-                 monitor=plan.monitor.name, reduce=repr(reducer))
+                 state_names=",".join(state_names), exposure_names=",".join(exposure_names),
+                 plain_exposures=",".join(f"{e}={s}" for e, s in plain),
+                 monitor=monitor.name, reduce=repr(reducer))
     ds = xr.Dataset(variables, coords=coords, attrs=attrs)
     encoding = {"shard_done": {"chunks": (1,)}}
-    ds.to_zarr(path, mode="w-", compute=False, encoding=encoding)
+    ds.to_zarr(path, group=group, mode="w-", compute=False, encoding=encoding)
 
 
-def _layout(plan, reducer, probe=None):
-    """(name, dims, dtype, fill) of each data variable a shard writes; ``diverged`` (-1: not
-    run yet) and ``first_nonfinite_step`` are stored whatever ``reduce`` is."""
+def _layout(plan, monitor, reducer, probed=None):
+    """(name, dims, dtype, fill) of each data variable a shard writes for ``monitor``;
+    ``diverged`` (-1: not run yet) and ``first_nonfinite_step`` are stored whatever
+    ``reduce`` is. ``probed``: the monitor's Result of the first set (a callable reducer)."""
     divergence = [("diverged", ("set",), np.int8, -1),
                   ("first_nonfinite_step", ("set",), np.int64, -2)]
+    state_names, exposure_names, plain = monitor_names(monitor, plan.model)
     if reducer is None:
         from ._xarray import exposure_key
 
-        plain = dict(plain_exposures(plan.model))
-        names = list(plan.model.state_names) + [
-            exposure_key(e, plan.model.state_names) for e in plan.model.exposure_names
-            if e not in plain]
+        plain = dict(plain)
+        names = list(state_names) + [exposure_key(e, state_names) for e in exposure_names
+                                     if e not in plain]
         return [(n, ("time", "region", "set"), plan.dtype, np.nan) for n in names] + divergence
     if isinstance(reducer, _MetricReducer):
         out = []
@@ -267,22 +292,21 @@ def _layout(plan, reducer, probe=None):
             if name in STATISTICS:
                 periodic = plan.model.periodic_names
                 out += [(*statistic_key(v, name, v in periodic), np.float64, np.nan)
-                        for v in plan.model.state_names]
+                        for v in state_names]
             elif name == "fc":
                 out.append(("fc", ("region", "region_j", "set"), np.float64, np.nan))
             else:
                 out.append(("fc_corr", ("set",), np.float64, np.nan))
         return out + divergence
     # a callable: its names are those it returns for the first set alone
-    return [(name, ("set",), np.float64, np.nan) for name in reducer(probe())] + divergence
+    return [(name, ("set",), np.float64, np.nan) for name in reducer(probed)] + divergence
 
 
 def run_shard(k: int, spec: _ShardSpec, connectivity: Connectivity, write: bool = True):
-    """Simulate shard ``k``, write its region of the store, then mark it done; returns the
-    number of set-steps it ran (``write=False``: only the Result of its first set)."""
+    """Simulate shard ``k``, write its region of the store (of every monitor's group), then
+    mark it done; returns the number of set-steps it ran (``write=False``: only the
+    Result(s) of its first set)."""
     import xarray as xr
-
-    from ._xarray import to_dataset
 
     a, b = spec.bounds[k]
     if not write:
@@ -292,20 +316,32 @@ def run_shard(k: int, spec: _ShardSpec, connectivity: Connectivity, write: bool 
                       on_divergence="ignore", **spec.kwargs)
     if not write:
         return result
-    if spec.reducer is None:
+    results = result if isinstance(result, tuple) else (result,)
+    for one, group in zip(results, spec.groups, strict=True):
+        _shard_dataset(one, spec.reducer).to_zarr(spec.store, group=group,
+                                                  region={"set": slice(a, b)})
+    for group in spec.groups:
+        xr.Dataset({"shard_done": ("shard", np.ones(1, np.int8))}).to_zarr(
+            spec.store, group=group, region={"shard": slice(k, k + 1)})
+    return (b - a) * results[0].time.shape[0]
+
+
+def _shard_dataset(result, reducer):
+    """One monitor's Result of a shard as the Dataset of its region of the store."""
+    import xarray as xr
+
+    from ._xarray import to_dataset
+
+    if reducer is None:
         ds = to_dataset(result)
         ds["diverged"] = ds["diverged"].astype(np.int8)
     else:
-        reduced = spec.reducer(result)
+        reduced = reducer(result)
         ds = xr.Dataset({name: value if isinstance(value, tuple) else (("set",), value)
                          for name, value in reduced.items()})
         ds["diverged"] = ("set", np.asarray(result.diverged).astype(np.int8))
         ds["first_nonfinite_step"] = ("set", np.asarray(result.first_nonfinite_step))
-    ds = ds.drop_vars([c for c in ds.coords], errors="ignore")
-    ds.to_zarr(spec.store, region={"set": slice(a, b)})
-    xr.Dataset({"shard_done": ("shard", np.ones(1, np.int8))}).to_zarr(
-        spec.store, region={"shard": slice(k, k + 1)})
-    return (b - a) * result.time.shape[0]
+    return ds.drop_vars([c for c in ds.coords], errors="ignore")
 
 
 def _run(spec, connectivity, todo, client, progress, n_steps) -> dict[int, str]:

@@ -64,6 +64,48 @@ def test_run_writes_a_result_file_and_a_summary(tmp_path):
     np.testing.assert_allclose(saved.params["global_coupling"], [0, 0.25, 0.5])
 
 
+def test_monitor_paths_name_each_monitor_by_its_kind():
+    from neuralmass.cli import monitor_paths
+
+    assert monitor_paths("out.nc", ["bold:720"]) == ["out.nc"]  # one monitor: as given
+    assert monitor_paths("d/out.v2.zarr", ["tavg:1", "bold:720"]) == [
+        "d/out.v2.temporal_average.zarr", "d/out.v2.bold.zarr"]
+    assert monitor_paths("out.nc", ["bold:720", "raw", nm.monitors.Bold(2000.0)]) == [
+        "out.bold-0.nc", "out.raw.nc", "out.bold-1.nc"]
+
+
+def test_run_with_repeated_monitors_writes_one_file_each_equal_to_each_alone(tmp_path):
+    """One run of three monitors (a kind twice) writes out.<label>.nc per monitor, says which
+    file holds which, and each file holds what a run of that monitor alone writes (1e-12
+    relative: the kernels of other monitor sets are compiled separately and may round
+    differently, as in test_monitors_inloop)."""
+    base = ["run", "kuramoto", "--grid", "global_coupling=0:0.5:2", "--steps", "400",
+            "--noise", "0.001"]
+    monitors = ["temporal_average:1", "bold:20", "temporal_average:2"]
+    result = runner.invoke(app, base + [a for m in monitors for a in ("--monitor", m)]
+                           + ["-o", str(tmp_path / "out.nc")])
+    assert result.exit_code == 0, result.output
+    labels = ["temporal_average-0", "bold", "temporal_average-1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"out.{x}.nc" for x in labels)
+    text = " ".join(result.output.split())
+    assert text.count("2 parameter sets × 400 steps") == 1  # one simulation
+    for label, monitor in zip(labels, monitors, strict=True):
+        path = tmp_path / f"out.{label}.nc"
+        assert f"wrote {path} (" in text and f"monitor {monitor}, " in text
+        alone = tmp_path / "alone" / f"{label}.nc"
+        alone.parent.mkdir(exist_ok=True)
+        single = runner.invoke(app, base + ["--monitor", monitor, "-o", str(alone)])
+        assert single.exit_code == 0, single.output
+        assert "monitor " + monitor not in " ".join(single.output.split())
+        got, want = nm.load_result(path), nm.load_result(alone)
+        assert got.monitor == want.monitor and got.state_names == want.state_names
+        np.testing.assert_array_equal(got.time, want.time)
+        np.testing.assert_allclose(got.data, want.data, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(got.exposures, want.exposures, rtol=1e-12, atol=0)
+    assert sorted(p.name for p in (tmp_path / "alone").iterdir()) == sorted(
+        f"{x}.nc" for x in labels)  # one monitor: the path as given
+
+
 def test_run_reports_bad_arguments_without_a_traceback():
     result = runner.invoke(app, ["run", "kuramoto", "--grid", "omgea=0:1:2", "--steps", "10",
                                  "--backend", "jax"])

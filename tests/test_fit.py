@@ -238,29 +238,6 @@ def test_l2l_optimizee_interface():
     assert fitness == pytest.approx(batch[0], rel=1e-12) and fitness > -1e-9
 
 
-def test_batched_fc_kernel_matches_metrics_fc():
-    """The objective's Numba FC against ``metrics.fc`` and ``np.corrcoef``: a strided
-    (T, N, P) view with P not a multiple of the block of 8, a constant series (r is then
-    rounding residue / rounding residue, the same in all three, hence the atol) and a set
-    holding a NaN (NaN in that region's row and column). 1e-12: float64, the sums are taken
-    in another order."""
-    from neuralmass._fit.fc import fc
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((50, 2, 6, 11))[5:, 1]
-    x[:, 2, 3] = 0.7
-    x[10, 0, 9] = np.nan
-    got = fc(x)
-    np.testing.assert_allclose(got, nm.metrics.fc(x), rtol=1e-12, atol=1e-12, equal_nan=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for p in range(x.shape[2]):
-            np.testing.assert_allclose(got[..., p], np.corrcoef(x[:, :, p].T), rtol=1e-12,
-                                       atol=1e-12, equal_nan=True)
-    nan = np.zeros(got.shape, bool)
-    nan[0, :, 9] = nan[:, 0, 9] = True  # region 0 of set 9 holds the NaN
-    np.testing.assert_array_equal(np.isnan(got), nan)
-
-
 def test_callable_objective_and_its_divergence():
     """``objective=callable(results) -> (P,)`` is maximised as given: on a grid of G, minus
     the distance of the mean rate to 0.5 picks the grid point whose mean is closest; the

@@ -29,6 +29,42 @@ def test_fc_matches_corrcoef_per_set():
     np.testing.assert_allclose(nm.metrics.fc(X[..., 0]), fc[..., 0], atol=1e-14)
 
 
+CHUNK = nm.metrics._FC_CHUNK_SETS
+
+
+@pytest.mark.parametrize("n_sets", [1, CHUNK - 1, CHUNK, CHUNK + 1, 300])
+def test_fc_in_chunks_of_sets_matches_corrcoef_per_set(n_sets):
+    """Every set of every chunk (the last one partial or not) against np.corrcoef, and the
+    unbatched (T, N) input; 1e-12: float64, the same sums in another order."""
+    x = np.random.default_rng(n_sets).standard_normal((40, 5, n_sets)).cumsum(axis=0)
+    fc = nm.metrics.fc(x)
+    assert fc.shape == (5, 5, n_sets) and fc.dtype == np.float64
+    for p in range(n_sets):
+        np.testing.assert_allclose(fc[..., p], np.corrcoef(x[..., p].T), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(nm.metrics.fc(x[..., -1]), np.corrcoef(x[..., -1].T),
+                               rtol=0, atol=1e-12)
+
+
+def test_fc_of_a_constant_or_nan_series_is_nan_as_corrcoef():
+    """A strided (T, N, P) view; an exactly constant series (centred norm 0) and one holding
+    a NaN give NaN in their region's row and column, as np.corrcoef; a constant that is not
+    exactly its mean in floating point (0.7 over 45 samples) leaves rounding residue / rounding
+    residue, which np.corrcoef computes from the same residue (hence atol 1e-12, not NaN)."""
+    x = np.random.default_rng(0).standard_normal((50, 2, 6, 11))[5:, 1]
+    x[:, 2, 3] = 2.0
+    x[:, 4, 5] = 0.7
+    x[10, 0, 9] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fc = nm.metrics.fc(x)
+        for p in range(x.shape[2]):
+            np.testing.assert_allclose(fc[..., p], np.corrcoef(x[:, :, p].T), rtol=1e-12,
+                                       atol=1e-12, equal_nan=True)
+    nan = np.zeros(fc.shape, bool)
+    nan[2, :, 3] = nan[:, 2, 3] = True  # region 2 of set 3 is constant
+    nan[0, :, 9] = nan[:, 0, 9] = True  # region 0 of set 9 holds the NaN
+    np.testing.assert_array_equal(np.isnan(fc), nan)
+
+
 def test_fc_corr_distance_diff_match_scipy():
     fc, emp = nm.metrics.fc(X), np.corrcoef(RNG.standard_normal((50, 6)).T)
     r, d, m = (nm.metrics.fc_corr(fc, emp), nm.metrics.fc_distance(fc, emp),

@@ -60,6 +60,48 @@ def test_resume_runs_only_missing_shards_and_other_arguments_fail(tmp_path):
                  progress=False, **KW)
 
 
+MONITORS = ("temporal_average:1", "bold:20")  # bold:20 is 200 steps of dt 0.1 ms
+
+
+def test_several_monitors_one_group_each_equal_to_one_simulate_and_resume(tmp_path):
+    """A group per monitor (named by monitor_labels), each equal to simulate's Result of that
+    monitor in a run of both (exact: the same kernel); a shard unmarked in one group runs
+    again (the reducer sees it once per monitor) and leaves the values unchanged."""
+    import xarray as xr
+    import zarr
+
+    kw = {**KW, "n_steps": 400, "monitors": MONITORS}
+    store = tmp_path / "s.zarr"
+    tavg, bold = nm.sweep("kuramoto", _conn(), PARAMS, store=store, shard_size=2,
+                          progress=False, **kw)
+    ref = nm.simulate("kuramoto", _conn(), PARAMS, **kw)
+    for ds, res in zip((tavg, bold), ref, strict=True):
+        np.testing.assert_array_equal(ds["theta"].transpose("time", "region", "set").values,
+                                      res.state("theta"))
+        np.testing.assert_array_equal(ds["time"].values, res.time)
+        assert ds.attrs["monitor"] == res.monitor
+        assert ds["shard_done"].values.tolist() == [1, 1, 1]
+    assert zarr.open_group(store, mode="r").attrs["monitors"] == ["temporal_average", "bold"]
+    np.testing.assert_array_equal(xr.open_zarr(store, group="bold")["theta"].values,
+                                  bold["theta"].values)
+
+    reduced, log = tmp_path / "r.zarr", tmp_path / "runs.txt"
+    reduce = _counting(log)
+    first = nm.sweep("kuramoto", _conn(), PARAMS, store=reduced, shard_size=2, reduce=reduce,
+                     progress=False, **kw)
+    runs = len(log.read_text().split())
+    assert runs == 2 * (1 + 3)  # the probe and 3 shards, each once per monitor
+    zarr.open_group(reduced, path="bold")["shard_done"][1] = 0
+    again = nm.sweep("kuramoto", _conn(), PARAMS, store=reduced, shard_size=2, reduce=reduce,
+                     progress=False, **kw)
+    assert len(log.read_text().split()) == runs + 2  # only shard 1 ran again
+    for ds_first, ds_again, res in zip(first, again, ref, strict=True):
+        np.testing.assert_array_equal(ds_again["theta_last"].values,
+                                      ds_first["theta_last"].values)
+        np.testing.assert_array_equal(ds_again["theta_last"].values, res.state("theta")[-1, 0])
+        assert ds_again["shard_done"].values.tolist() == [1, 1, 1]
+
+
 def _exit_once(flag):
     """Kills the Dask worker that first runs it (the driver's probe is left alone)."""
     def reduce(result):
@@ -129,6 +171,14 @@ def test_cli_sweep_resumes_and_slurm_script(tmp_path):
     other = runner.invoke(app, args[:-1] + ["std"])
     assert other.exit_code != 0 and "other arguments" in other.output
     assert "Traceback" not in other.output
+    both = runner.invoke(app, ["sweep", "kuramoto", "--store", str(tmp_path / "m.zarr"),
+                               "--grid", "global_coupling=0:1:4", "--steps", "200",
+                               "--shard-size", "2", "--reduce", "mean", "--monitor", "tavg:1",
+                               "--monitor", "bold:20"])
+    assert both.exit_code == 0, both.output
+    assert "4 sets, 2/2 shards done" in both.output
+    assert "group 'temporal_average': monitor tavg:1" in both.output
+    assert "group 'bold': monitor bold:20" in both.output
     script = runner.invoke(app, ["sweep", "kuramoto", "--slurm", "--cores", "8", "--memory",
                                  "32GB", "--walltime", "02:00:00", "--queue", "gpu",
                                  "--account", "proj1"])

@@ -18,7 +18,6 @@ import numpy as np
 
 from .. import metrics
 from ..errors import ParameterError
-from .fc import fc as batched_fc
 
 __all__ = ["Objective", "Target", "make_objective", "make_target"]
 
@@ -142,7 +141,7 @@ class _Terms:
     def __call__(self, signal, results):
         """signal: (T, N, P) → (P,)."""
         names = {name for _, name in self.terms}
-        sim_fc = batched_fc(signal) if names & {"fc_corr", "fc_distance"} else None
+        sim_fc = metrics.fc(signal) if names & {"fc_corr", "fc_distance"} else None
         total = 0.0
         for weight, name in self.terms:
             if name == "fcd_ks":
