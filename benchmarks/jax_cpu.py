@@ -2,9 +2,11 @@
 RSS, and the program's size against n_steps and P.
 
 Usage: ``uv run python benchmarks/jax_cpu.py [--sets 1024] [--steps 4000] [--repeats 3]
-[--skip-compile]``.
+[--speeds 1] [--skip-compile]``.
 
-Sweep: P global couplings in [0, 0.4] at the connectome's speed, on the bundled 76-region
+Sweep: P global couplings in [0, 0.4] at the connectome's speed, or with ``--speeds S`` the
+grid of P / S couplings × S speeds in [1, 10] mm/ms (``nm.grid``, speed the fast axis: the
+README's mixed-speed sweep is ``--sets 1024 --speeds 32``), on the bundled 76-region
 connectome, Heun, dt 0.1 ms, temporal average over 1 ms, deterministic; Montbrió and
 Kuramoto, float32 and float64. Each (backend, model, dtype) runs in its own process (so its
 peak RSS is its own): one first call (compile + run), then ``--repeats`` timed calls;
@@ -38,8 +40,19 @@ def initial_state(model: str, n_regions: int) -> np.ndarray:
     return np.stack([rng.uniform(0.0, 0.1, n_regions), rng.uniform(-2.0, -1.5, n_regions)])
 
 
+def sweep_params(n_sets: int, n_speeds: int) -> dict:
+    """The sweep's parameter sets: P couplings at the connectome's speed (``n_speeds`` 1), or
+    the grid of P / S couplings × S speeds."""
+    import neuralmass as nm
+
+    if n_speeds == 1:
+        return {"global_coupling": np.linspace(0.0, 0.4, n_sets)}
+    return nm.grid(global_coupling=np.linspace(0.0, 0.4, n_sets // n_speeds),
+                   global_speed=np.linspace(1.0, 10.0, n_speeds))
+
+
 def measure_one(backend: str, model: str, dtype: str, n_sets: int, n_steps: int,
-                repeats: int) -> dict:
+                repeats: int, n_speeds: int = 1) -> dict:
     """Run in this process: times of a first and ``repeats`` later calls, and peak RSS."""
     import jax
 
@@ -48,7 +61,8 @@ def measure_one(backend: str, model: str, dtype: str, n_sets: int, n_steps: int,
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     conn = nm.Connectivity.default()
-    params = {"global_coupling": np.linspace(0.0, 0.4, n_sets)}
+    params = sweep_params(n_sets, n_speeds)
+    n_sets = len(next(iter(params.values())))
     x0 = initial_state(model, conn.n_regions)
 
     def run():
@@ -71,14 +85,14 @@ def in_subprocess(*args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def throughput(n_sets: int, n_steps: int, repeats: int) -> None:
-    print(f"| sweep ({n_sets} sets × {n_steps} steps) | numba set-steps/s | jax set-steps/s | "
-          "jax / numba | compile s numba / jax | peak RSS GiB numba / jax | times s numba; "
-          "jax |")
+def throughput(n_sets: int, n_steps: int, repeats: int, n_speeds: int = 1) -> None:
+    print(f"| sweep ({n_sets} sets × {n_steps} steps, {n_speeds} speeds) | numba set-steps/s | "
+          "jax set-steps/s | jax / numba | compile s numba / jax | peak RSS GiB numba / jax | "
+          "times s numba; jax |")
     print("|---|---:|---:|---:|---|---|---|")
     for model in MODELS:
         for dtype in DTYPES:
-            numba, jax = (in_subprocess(b, model, dtype, n_sets, n_steps, repeats)
+            numba, jax = (in_subprocess(b, model, dtype, n_sets, n_steps, repeats, n_speeds)
                           for b in ("numba", "jax"))
             ratio = jax["set_steps_per_s"] / numba["set_steps_per_s"]
             times = "; ".join(", ".join(f"{t:.2f}" for t in r["times"]) for r in (numba, jax))
@@ -120,19 +134,21 @@ def main():
     parser.add_argument("--sets", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--speeds", type=int, default=1,
+                        help="distinct global speeds of the sweep (1: the connectome's)")
     parser.add_argument("--skip-compile", action="store_true")
-    parser.add_argument("--one", nargs=6, metavar=("BACKEND", "MODEL", "DTYPE", "SETS",
-                                                   "STEPS", "REPEATS"),
+    parser.add_argument("--one", nargs=7, metavar=("BACKEND", "MODEL", "DTYPE", "SETS",
+                                                   "STEPS", "REPEATS", "SPEEDS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        backend, model, dtype, n_sets, n_steps, repeats = args.one
+        backend, model, dtype, n_sets, n_steps, repeats, n_speeds = args.one
         print(json.dumps(measure_one(backend, model, dtype, int(n_sets), int(n_steps),
-                                     int(repeats))))
+                                     int(repeats), int(n_speeds))))
         return
     if not args.skip_compile:
         compile_figures()
-    throughput(args.sets, args.steps, args.repeats)
+    throughput(args.sets, args.steps, args.repeats, args.speeds)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,75 @@ def test_sets_last_layout_equals_numba(jax_x64, model, integrator, noise, monito
     np.testing.assert_array_equal(res.first_nonfinite_step, ref.first_nonfinite_step)
 
 
+@pytest.mark.parametrize("speeds", [
+    (3.0, 3.0, 3.0, 3.0),  # one group (G = 1)
+    (3.0, 1.5, 2.0, 6.0),  # every set its own group (G = P)
+    (3.0, 1.5, 3.0, 6.0, 1.5, 3.0),  # groups of 3, 2 and 1 sets: padded to 3, out of order
+])
+def test_speed_groups_equal_numba(jax_x64, speeds):
+    """Sets grouped by speed, padded and reordered, give the caller's sets in the caller's
+    order: every set equals the Numba backend's (Montbrió, Heun, the Philox noise, float64;
+    the same 1e-12 as above: the backends agree to ~1e-15 here)."""
+    conn = small_connectivity()
+    params = {"global_coupling": np.linspace(0.05, 0.3, len(speeds)),
+              "global_speed": np.array(speeds)}
+    kwargs = dict(n_steps=41, noise=1e-4, seed=11, monitors="temporal_average:0.3",
+                  initial_state=mpr_state())
+    res = nm.simulate("montbrio", conn, params, backend="jax", **kwargs)
+    ref = nm.simulate("montbrio", conn, params, backend="numba", **kwargs)
+    assert res.data.shape == ref.data.shape and res.data.shape[-1] == len(speeds)
+    assert max_relative_error_per_variable(res.data, ref.data) <= 1e-12
+    assert max_relative_error_per_variable(res.exposures, ref.exposures) <= 1e-12
+
+
+def test_speed_groups_layout():
+    """G groups of the largest group's size, in increasing speed, each holding its sets in
+    the caller's order and padded with its first set; ``kept`` drops the padding and gives
+    the caller's sets in increasing order."""
+    from neuralmass.backends.jax._simulator import speed_groups
+
+    groups = speed_groups(np.array([1, 0, 1, 2, 0, 1]))
+    np.testing.assert_array_equal(groups.lanes, [[1, 4, 1], [0, 2, 5], [3, 3, 3]])
+    np.testing.assert_array_equal(groups.rows, [0, 1, 2])
+    np.testing.assert_array_equal(groups.counts, [2, 3, 1])
+    assert groups.n_lanes == 9
+    sets, keep = groups.kept(slice(0, 3), slice(0, 3))
+    np.testing.assert_array_equal(sets, np.arange(6))
+    np.testing.assert_array_equal(groups.lanes.ravel()[keep], np.arange(6))
+    assert groups.batches(9) == [(slice(0, 3), slice(0, 3))]
+    assert groups.batches(6) == [(slice(0, 2), slice(0, 3)), (slice(2, 3), slice(0, 3))]
+    assert groups.batches(2) == [(slice(0, 1), slice(0, 2)), (slice(1, 2), slice(0, 2)),
+                                 (slice(1, 2), slice(2, 3)), (slice(2, 3), slice(0, 2))]
+    one = speed_groups(np.zeros(4, int))  # G = 1: the caller's order, nothing to reorder
+    assert one.lanes.shape == (1, 4) and one.kept(slice(0, 1), slice(0, 4))[1] is None
+    each = speed_groups(np.arange(4))  # G = P
+    assert each.lanes.shape == (4, 1) and each.kept(slice(0, 4), slice(0, 1))[1] is None
+
+
+def test_grad_through_speed_groups(jax_x64):
+    """jax.grad of a loss over three sets at two speeds (grouped, padded, reordered) equals
+    the gradients of each set run alone (one group of one set) to 1e-12: the same
+    arithmetic per set, the grouping only moves it (measured: equal to ~1e-16)."""
+    x0, speeds = mpr_state(), np.array([3.0, 1.5, 3.0])
+    weights = jnp.array([1.0, 2.0, 3.0])
+
+    def loss(g):
+        res = _mpr({"global_coupling": g, "global_speed": speeds, "cv": 0.3},
+                   noise=1e-4, seed=2, initial_state=x0)
+        return jnp.sum(jnp.mean(res.data[-20:, 0], axis=(0, 1)) * weights)
+
+    def alone(g, p):
+        res = _mpr({"global_coupling": g, "global_speed": speeds[p], "cv": 0.3},
+                   noise=1e-4, seed=2, initial_state=x0, set_offset=p)
+        return jnp.mean(res.data[-20:, 0]) * weights[p]
+
+    couplings = jnp.array([0.1, 0.3, 0.2])
+    grouped = jax.jit(jax.grad(loss))(couplings)
+    separate = [float(jax.grad(alone)(couplings[p], p)) for p in range(3)]
+    assert max_relative_error(grouped, separate) <= 1e-12
+    assert len(set(np.round(separate, 6))) == 3  # the sets differ
+
+
 # =========================================================================== jit and vmap
 
 
@@ -366,27 +435,57 @@ def test_program_size_does_not_grow_with_steps_or_sets(jax_x64):
     assert min(sizes) > 100 and max(sizes) - min(sizes) <= 20
 
 
-def test_sets_run_in_batches_when_they_do_not_fit(jax_x64, monkeypatch):
-    """With one byte less than a single call of 5 noisy sets at 3 speeds needs, they run in
-    batches (of 2 here, the outputs being counted twice for the concatenation: batches of two
-    speeds, reading delays per set and edge, and a last one of one speed), and give exactly
-    the numbers of one call (each set's noise depends on its global index only)."""
+@pytest.mark.parametrize(("lanes", "batches"), [
+    (4, [(slice(0, 2), slice(0, 2)), (slice(2, 3), slice(0, 2))]),  # whole groups
+    (1, [(slice(0, 1), slice(0, 1)), (slice(0, 1), slice(1, 2)), (slice(1, 2), slice(0, 1)),
+         (slice(1, 2), slice(1, 2)), (slice(2, 3), slice(0, 1))]),  # pieces of a group
+])
+def test_sets_run_in_batches_when_they_do_not_fit(jax_x64, monkeypatch, lanes, batches):
+    """5 noisy sets at 3 speeds are 3 groups of 2 lanes (the 12 mm/ms group padded). With
+    room for the outputs (counted three times: the batches, their concatenation, the
+    caller's order) and ``lanes`` lanes of everything else, they run in batches of whole
+    groups, or of pieces of one group, and give exactly the numbers of one call (each set's
+    noise depends on its global index only)."""
     from neuralmass.backends.jax import _memory
+    from neuralmass.backends.jax._simulator import speed_groups
 
     params = {"global_coupling": np.linspace(0.0, 0.4, 5),
               "global_speed": np.array([3.0, 6.0, 3.0, 12.0, 6.0])}
-    kwargs = dict(backend="jax", n_steps=30, noise=1e-4, seed=5, initial_state=mpr_state())
+    kwargs = dict(backend="jax", n_steps=30, noise=1e-4, seed=5, initial_state=mpr_state(),
+                  monitors="temporal_average:0.5")
     whole = nm.simulate("montbrio", small_connectivity(), params, **kwargs)
     sim = make_simulator(nm.load_model("montbrio"), small_connectivity(), n_steps=30,
-                         noise=1e-4)
-    shape = sim.loop_shape(sim._delay_table(params["global_speed"], 5)[0])
-    room = _memory.estimate(sim, 5, False, shape).total - 1
+                         noise=1e-4, monitors="temporal_average:0.5")
+    table, speed_index = sim._delay_table(params["global_speed"], 5)
+    groups, shape = speed_groups(speed_index), sim.loop_shape(table)
+    assert groups.lanes.shape == (3, 2)
+    kept = _memory.estimate(sim, 5, False, shape, groups, batched=True).outputs
+    one = _memory.estimate(sim, 1, False, shape)
+    room = kept + lanes * (one.total - one.outputs)
+    assert room < _memory.estimate(sim, 5, False, shape, groups).total
     monkeypatch.setattr(_memory, "available_memory", lambda: (room, ""))
-    assert _memory.sets_per_batch(sim, 5, False, shape) == 2
+    assert _memory.lanes_per_batch(sim, 5, groups, False, shape) == lanes
+    assert groups.batches(lanes) == batches
     batched = nm.simulate("montbrio", small_connectivity(), params, **kwargs)
     np.testing.assert_array_equal(batched.data, whole.data)
     np.testing.assert_array_equal(batched.exposures, whole.exposures)
     np.testing.assert_array_equal(batched.first_nonfinite_step, whole.first_nonfinite_step)
+
+
+def test_memory_refusal_counts_the_padding(jax_x64):
+    """Speeds (1e-7, 1, 1e-7) mm/ms are 2 groups padded to 2 lanes each: the refused
+    history is 4 lanes' rings, 4/3 of the history of 3 distinct speeds (1e-7, 1, 2), which
+    are 3 groups of one lane (the same ring length: the slowest speed sets it)."""
+    import re
+
+    def refused_history(speeds) -> float:
+        with pytest.raises(ParameterError, match=r"delay history (\S+) GiB") as refused:
+            nm.simulate("montbrio", small_connectivity(), {"global_speed": speeds},
+                        backend="jax", n_steps=10, initial_state=mpr_state())
+        return float(re.search(r"delay history (\S+) GiB", str(refused.value)).group(1))
+
+    assert refused_history([1e-7, 1.0, 1e-7]) == pytest.approx(
+        refused_history([1e-7, 1.0, 2.0]) * 4 / 3, rel=1e-2)  # the message's 3 digits
 
 
 # =========================================================================== compilation cache

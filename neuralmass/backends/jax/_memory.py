@@ -1,7 +1,8 @@
 """The JAX backend's memory: what a call of the simulator allocates, estimated before it runs,
 and how many parameter sets fit at once.
 
-Per set, in :mod:`._loop`'s layout: the history ring (B, n_cvar, N) twice (a block writes a
+Per lane (a set, or a copy of one padding a group: :func:`~._simulator.speed_groups`), in
+:mod:`._loop`'s layout: the history ring (B, n_cvar, N) twice (a block writes a
 new ring from the old one); the carries (state, the monitors' running totals, BOLD rings and
 Balloon states) and one block's new rows
 (L, n_cvar, N); each step's delayed reads, local values and ``pre`` (nnz per history term) and
@@ -19,7 +20,7 @@ import jax
 from .._memory import MemoryEstimate, available_bytes, refuse
 from ._monitors import sizes as monitor_sizes
 
-__all__ = ["available_memory", "estimate", "sets_per_batch"]
+__all__ = ["available_memory", "estimate", "lanes_per_batch"]
 
 
 def available_memory() -> tuple[int | None, str]:
@@ -34,13 +35,18 @@ def available_memory() -> tuple[int | None, str]:
     return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f" on {device}"
 
 
-def estimate(sim, n_sets: int, traced: bool, shape, batched: bool = False) -> MemoryEstimate:
+def estimate(sim, n_sets: int, traced: bool, shape, groups=None,
+             batched: bool = False) -> MemoryEstimate:
     """The bytes a call of ``sim`` (a :class:`~._simulator.Simulator`) on ``n_sets`` sets
-    allocates at once, its loop being ``shape`` (:class:`~._loop.LoopShape`); ``batched``: its
-    outputs are concatenated from batches (twice the outputs). ``traced``: count the
-    gradient's residuals."""
+    allocates at once, its loop being ``shape`` (:class:`~._loop.LoopShape`) and its lanes
+    ``groups`` (:class:`~._simulator.SpeedGroups`; ``None``: one group of the ``n_sets``
+    sets). ``batched``: its outputs are concatenated from batches (twice the outputs), then
+    put back in the caller's order when there are several groups (three times). ``traced``:
+    count the gradient's residuals."""
     from ...scheme import history_length
 
+    lanes = n_sets if groups is None else groups.n_lanes
+    n_groups = 1 if groups is None else int(groups.lanes.shape[0])
     itemsize = 8 if sim.dtype == "float64" else 4
     n_nodes, n_state, n_cvar = sim.n_nodes, sim.n_state, len(sim.history_state_indices)
     n_var = n_state + sim.n_exposures
@@ -48,40 +54,40 @@ def estimate(sim, n_sets: int, traced: bool, shape, batched: bool = False) -> Me
     n_delayed = sum(len(term.history_index) for term in sim.lowered.couplings)
     n_stages = sim.lowered.n_stages
     rows, kept = (sum(r) for r in zip(*(monitor_sizes(m, n_var) for m in sim.monitors)))
-    outputs = sim.n_samples * rows * n_nodes * n_sets * itemsize * (2 if batched else 1)
+    copies = 1 if not batched else 3 if n_groups > 1 else 2
+    outputs = sim.n_samples * rows * n_nodes * n_sets * itemsize * copies
     ring = history_length(sim.max_delay) * n_cvar * n_nodes
-    history = 2 * ring * n_sets * itemsize
+    history = 2 * ring * lanes * itemsize
     carries = (n_state + kept) * n_nodes
     per_step = nnz * (n_delayed + 2) + (n_stages + 1) * n_state * n_nodes
     padded = shape.n_chunks * shape.chunk_samples * rows * n_nodes
-    delays = nnz * 4 * (n_sets if shape.block == 1 else 1)  # per set when traced
-    work = ((carries + shape.block * n_cvar * n_nodes + per_step + padded) * n_sets * itemsize
-            + nnz * (12 + 2 * itemsize) + delays)
+    work = ((carries + shape.block * n_cvar * n_nodes + per_step + padded) * lanes * itemsize
+            + nnz * (12 + 2 * itemsize) + nnz * 4 * n_groups)  # edges; delays (nnz, G)
     residuals = 0
     if traced:
         per_chunk_step = nnz * n_delayed + (n_stages + 2) * n_state * n_nodes
         residuals = (shape.n_chunks * (ring + carries) + ring
-                     + shape.chunk_steps * per_chunk_step) * n_sets * itemsize
+                     + shape.chunk_steps * per_chunk_step) * lanes * itemsize
     return MemoryEstimate(outputs, history, work, (sim.n_samples, rows, n_nodes, n_sets),
                           itemsize, residuals)
 
 
-def sets_per_batch(sim, n_sets: int, traced: bool, shape) -> int:
-    """How many of the ``n_sets`` sets to run at once, the loop being ``shape``, so that the
-    call fits in the available memory: all of them when they fit, else the most that fit next
-    to all the outputs.
+def lanes_per_batch(sim, n_sets: int, groups, traced: bool, shape) -> int:
+    """How many lanes of ``groups`` (:class:`~._simulator.SpeedGroups` of the ``n_sets``
+    sets) to run at once, the loop being ``shape``, so that the call fits in the available
+    memory: all of them when they fit, else the most that fit next to all the outputs.
 
     Raises:
-        ParameterError: not even one set fits (the message gives the figures).
+        ParameterError: not even one lane fits (the message gives the figures).
     """
     available, where = available_memory()
-    whole = estimate(sim, n_sets, traced, shape)
+    whole = estimate(sim, n_sets, traced, shape, groups)
     if available is None or whole.total <= available:
-        return n_sets
-    outputs = estimate(sim, n_sets, traced, shape, batched=True).outputs
+        return groups.n_lanes
+    outputs = estimate(sim, n_sets, traced, shape, groups, batched=True).outputs
     one = estimate(sim, 1, traced, shape)
-    per_set = one.total - one.outputs
-    fit = (available - outputs) // per_set if available > outputs else 0
+    per_lane = one.total - one.outputs
+    fit = (available - outputs) // per_lane if available > outputs else 0
     if fit < 1:
         refuse(whole, available, where)
     return int(fit)

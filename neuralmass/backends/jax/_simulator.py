@@ -3,17 +3,20 @@
 All P parameter sets of a call advance together in one ``lax.scan``, the sets being the
 trailing, contiguous axis of every array (:mod:`._loop`): the delayed reads of one step are an
 (nnz, P) gather from the history ring and the coupling a ``segment_sum`` of it over the edges.
-Delays are computed once per distinct speed (a (S, nnz) table); a batch whose sets share one
-speed reads one (nnz,) row of it. Samples are grouped in chunks under ``jax.checkpoint`` so
-that ``jax.grad`` stores O(√T) states, not T. A call whose arrays would not fit in memory
-(:mod:`._memory`) runs its sets in batches, or is refused before anything is allocated. The
-noise is :mod:`neuralmass.random`'s Philox stream, drawn in ``jax.numpy`` (the same numbers as
-the Numba and CUDA backends); it does not depend on the parameters, so gradients flow through
-the state as in a deterministic run.
+Delays are computed once per distinct speed (a (S, nnz) table), and the sets are run grouped by
+speed (:func:`speed_groups`): G groups of equal size, laid out group-major, read G slices of
+contiguous sets per edge with an (nnz, G) delay table instead of P scattered values (XLA's CPU
+gather costs per slice); the caller's order is restored at the end. Samples are grouped in
+chunks under ``jax.checkpoint`` so that ``jax.grad`` stores O(√T) states, not T. A call
+whose arrays would not fit in memory (:mod:`._memory`) runs its lanes in batches, or is
+refused before anything is allocated. The noise is :mod:`neuralmass.random`'s Philox
+stream, drawn in ``jax.numpy`` (the same numbers as the Numba and CUDA backends); it does not
+depend on the parameters, so gradients flow through the state as in a deterministic run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -31,10 +34,10 @@ from ...scheme import get_integrator
 from ._compilation_cache import enable_compilation_cache
 from ._loop import MAX_BLOCK, LoopShape, loop_shape, run_loop
 from ._lower import LoweredModel, lower
-from ._memory import sets_per_batch
+from ._memory import lanes_per_batch
 from ._monitors import JaxMonitor, block_steps
 
-__all__ = ["Simulator", "make_simulator"]
+__all__ = ["Simulator", "SpeedGroups", "make_simulator", "speed_groups"]
 
 
 def _philox_key(seed) -> jax.Array:
@@ -45,6 +48,63 @@ def _philox_key(seed) -> jax.Array:
         return jnp.array(seed_key(seed), dtype=jnp.uint32)
     high = seed >> 32 if jnp.dtype(seed.dtype).itemsize == 8 else jnp.zeros_like(seed)
     return jnp.stack([seed.astype(jnp.uint32), high.astype(jnp.uint32)])
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeedGroups:
+    """The lanes of a run: its P sets grouped by speed, G groups of Q lanes, group-major.
+
+    Sets with equal ``global_speed`` have identical integer delays, so a group reads one
+    delay per edge and its Q sets are one contiguous slice of the history (:mod:`._loop`).
+    ``lanes`` (G, Q): the caller's set in each lane; a group of fewer than Q sets is padded
+    with copies of its first set (lanes ``q ≥ counts[g]``, computed and dropped), so that
+    one compiled program serves every group. ``rows`` (G,): each group's row of the delay
+    table; ``counts`` (G,): its sets. NumPy integer arrays."""
+
+    lanes: np.ndarray
+    rows: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def n_lanes(self) -> int:
+        """G × Q, padding included."""
+        return int(self.lanes.size)
+
+    def batches(self, max_lanes: int) -> list[tuple[slice, slice]]:
+        """(groups, lanes) rectangles of at most ``max_lanes`` lanes that cover every set,
+        group-major: whole groups when one fits, else pieces of one group (a piece of padding
+        only is left out)."""
+        n_groups, width = self.lanes.shape
+        if max_lanes >= width:
+            step = max_lanes // width
+            return [(slice(g, min(g + step, n_groups)), slice(0, width))
+                    for g in range(0, n_groups, step)]
+        return [(slice(g, g + 1), slice(q, min(q + max_lanes, width)))
+                for g in range(n_groups) for q in range(0, int(self.counts[g]), max_lanes)]
+
+    def kept(self, groups: slice, lanes: slice) -> tuple[np.ndarray, np.ndarray | None]:
+        """For the batch ``lanes[groups, lanes]``: (the caller's sets it computes, in
+        increasing order; where each is among the batch's flat lanes, or ``None`` when that
+        is every lane in order)."""
+        flat = self.lanes[groups, lanes].ravel()
+        real = (np.arange(self.lanes.shape[1])[lanes][None, :]
+                < self.counts[groups, None]).ravel()
+        where = np.flatnonzero(real)
+        where = where[np.argsort(flat[where], kind="stable")]
+        in_order = where.size == flat.size and np.array_equal(where, np.arange(flat.size))
+        return flat[where], None if in_order else where
+
+
+def speed_groups(speed_index: np.ndarray) -> SpeedGroups:
+    """The :class:`SpeedGroups` of P sets whose delays are row ``speed_index`` (P,) of the
+    delay table: one group per distinct row (in increasing order), each holding its sets in
+    the caller's order and padded to the largest group's size."""
+    rows, group, counts = np.unique(speed_index, return_inverse=True, return_counts=True)
+    by_group = np.argsort(group.reshape(-1), kind="stable")  # the sets, group-major
+    starts = np.cumsum(counts) - counts
+    lane = np.arange(counts.max())[None, :]
+    lanes = by_group[starts[:, None] + np.where(lane < counts[:, None], lane, 0)]
+    return SpeedGroups(lanes=lanes, rows=rows, counts=counts)
 
 
 class Simulator(eqx.Module):
@@ -118,23 +178,27 @@ class Simulator(eqx.Module):
             history = jnp.broadcast_to(history if history.ndim == 4 else history[..., None],
                                        history.shape[:3] + (n_sets,))
         table, speed_index = self._delay_table(params.get("global_speed"), n_sets)
+        groups = speed_groups(speed_index)
         traced = any(isinstance(v, jax.core.Tracer) for v in (*values, state, history))
-        batch = sets_per_batch(self, n_sets, traced, self.loop_shape(table))
-        parts = []
-        for start in range(0, n_sets, batch):
-            sets = slice(start, min(start + batch, n_sets))
-            delays = None
-            if table is not None:  # one row of delays when the batch's sets share a speed
-                rows = np.unique(speed_index[sets])
-                delays = (jnp.asarray(table[rows[0]]) if rows.size == 1
-                          else jnp.asarray(table[speed_index[sets]].T))
+        per_batch = lanes_per_batch(self, n_sets, groups, traced, self.loop_shape(table))
+        parts, computed = [], []
+        for group_slice, lane_slice in groups.batches(per_batch):
+            lanes = groups.lanes[group_slice, lane_slice].ravel()
+            sets, keep = groups.kept(group_slice, lane_slice)
+            delays = None if table is None else jnp.asarray(table[groups.rows[group_slice]].T)
             parts.append(_run_batch(
-                self, self.loop_shape(table, speed_index[sets]),
-                tuple(v[sets] if v.ndim == 1 else v for v in values), state[..., sets],
-                None if history is None else history[..., sets], key, delays,
-                jnp.arange(set_offset + start, set_offset + sets.stop, dtype=jnp.int32)))
+                self, self.loop_shape(table, groups.rows[group_slice]),
+                tuple(v[lanes] if v.ndim == 1 else v for v in values), state[..., lanes],
+                None if history is None else history[..., lanes], key, delays,
+                jnp.asarray(set_offset + lanes, dtype=jnp.int32),
+                None if keep is None else jnp.asarray(keep, dtype=jnp.int32)))
+            computed.append(sets)
         outputs, first = jax.tree.map(lambda *p: jnp.concatenate(p, axis=-1), *parts) \
             if len(parts) > 1 else parts[0]
+        computed = np.concatenate(computed)
+        if not np.array_equal(computed, np.arange(n_sets)):  # batches: the caller's order
+            outputs, first = jax.tree.map(lambda y: y[..., np.argsort(computed)],
+                                          (outputs, first))
         pairs = tuple((out, None) if m.name in ("bold", "balloon")
                       else (out[:, :self.n_state], out[:, self.n_state:])
                       for m, out in zip(self.monitors, outputs, strict=True))
@@ -151,26 +215,27 @@ class Simulator(eqx.Module):
         """Loop samples run: up to the last sample of any monitor."""
         return max(m.n_samples * m.every for m in self.monitors) // self.every
 
-    def loop_shape(self, table=None, speed_index=None) -> LoopShape:
+    def loop_shape(self, table=None, rows=None) -> LoopShape:
         """The loop's structure (:func:`._loop.loop_shape`) for the delays of ``table`` (S,
-        nnz) restricted to the speeds ``speed_index`` (default all); ``table=None``: a
-        traced speed."""
+        nnz) restricted to its ``rows`` (default all); ``table=None``: a traced speed."""
         if table is None:
             return loop_shape(self.n_samples, self.every, None)
-        used = table if speed_index is None else table[np.unique(speed_index)]
+        used = table if rows is None else table[rows]
         return loop_shape(self.n_samples, self.every,
                           int(used.min()) if used.size else MAX_BLOCK)
 
     def _delay_table(self, speed, n_sets):
         """Integer delays computed in float64 NumPy (exactly as the other backends) when the
-        speed is a concrete value: ((S, nnz) int32 table, (P,) index into it), NumPy arrays;
-        (None, zeros) if traced."""
+        speed is a concrete value: ((S, nnz) int32 table, (P,) index into it), NumPy arrays.
+        A traced speed: ``None`` and each set its own index (a (P,) speed) or all the same
+        index (a scalar speed): the groups of :func:`speed_groups` are then the delays' own
+        columns, computed in the loop."""
         if speed is None:
             speed = self.defaults[self.parameter_names.index("global_speed")]
         try:
             speed = np.broadcast_to(np.asarray(speed, dtype=np.float64), (n_sets,))
         except (TypeError, jax.errors.TracerArrayConversionError):
-            return None, np.zeros(n_sets, np.int32)
+            return None, np.arange(n_sets) if jnp.ndim(speed) == 1 else np.zeros(n_sets, int)
         if np.any(~(speed > 0)):
             raise ParameterError(f"global_speed must be > 0 mm/ms, but got {speed}")
         speeds, index = np.unique(speed, return_inverse=True)
@@ -185,20 +250,22 @@ class Simulator(eqx.Module):
 
 
 @eqx.filter_jit
-def _run_batch(simulator, shape, values, state, history, key, delays, set_index):
-    """The P sets of one batch (sets last: :mod:`._loop`); ``delays``: (nnz,) or (nnz, P)
-    integer steps, or ``None`` when the speed is traced (computed here, in the working
-    precision); ``set_index``: (P,) global index of each set (the noise's counter)."""
+def _run_batch(simulator, shape, values, state, history, key, delays, set_index, keep):
+    """The P lanes of one batch, G groups of P / G (sets last, group-major: :mod:`._loop`);
+    ``delays``: (nnz, G) integer steps, or ``None`` when the speed is traced (computed here,
+    in the working precision: (nnz, 1) from a scalar speed, (nnz, P) from one per lane);
+    ``set_index``: (P,) global index of each lane's set (the noise's counter); ``keep``: the
+    lanes whose outputs are returned, in that order, or ``None`` for all of them."""
     if delays is None:
         speed = values[simulator.parameter_names.index("global_speed")]
-        lengths = simulator.lengths if jnp.ndim(speed) == 0 else simulator.lengths[:, None]
-        delays = jnp.rint(lengths / speed / simulator.dt).astype(jnp.int32)
+        delays = jnp.rint(simulator.lengths[:, None] / speed / simulator.dt).astype(jnp.int32)
         delays = eqx.error_if(
             delays, jnp.any(delays > simulator.max_delay),
             "global_speed gives delays longer than the history this simulator was built "
             "for; build it with make_simulator(..., min_speed=...)",
         )
-    return run_loop(simulator, shape, values, state, history, key, delays, set_index)
+    outputs = run_loop(simulator, shape, values, state, history, key, delays, set_index)
+    return outputs if keep is None else jax.tree.map(lambda y: y[..., keep], outputs)
 
 
 def make_simulator(
