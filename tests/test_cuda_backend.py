@@ -236,7 +236,7 @@ def _nvcc(source: str, folder: str, name: str) -> str:
     return "\n".join(errors)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not "module": a worker may run other modules in between
 def nvcc_results():
     """Every kernel compiled once per session, four nvcc processes at a time."""
     if shutil.which("nvcc") is None:
