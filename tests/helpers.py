@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 
 import numpy as np
+import pytest
 
 import neuralmass as nm
 
@@ -37,6 +38,17 @@ def max_relative_error_per_variable(a, b, axis: int = 1) -> float:
     a, b = np.asarray(a), np.asarray(b)
     return max(max_relative_error(np.take(a, k, axis=axis), np.take(b, k, axis=axis))
                for k in range(a.shape[axis]))
+
+
+# --------------------------------------------------------------------------- parallel runs
+
+
+def on_one_worker(group: str, *values) -> pytest.ParameterSet:
+    """A parametrize case that pytest-xdist (``--dist loadgroup``, pyproject.toml) runs on the
+    same worker as every other case of ``group``: the cases that share a cached reference (a
+    tvb-library run, a compiled kernel) compute it once, not once per worker. The test id is
+    that of the bare ``values``."""
+    return pytest.param(*values, marks=pytest.mark.xdist_group(group))
 
 
 # --------------------------------------------------------------------------- tiny models

@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 import pytest
-from helpers import max_relative_error_per_variable
+from helpers import max_relative_error_per_variable, on_one_worker
 
 import neuralmass as nm
 from neuralmass.models import available, load_model, snake_case, tvb_names
@@ -79,6 +79,9 @@ CASES = {
                                         (0.04, 0.04, 2e-4, 2e-4, 2e-4, 40.0, 0.0, 0.0)),
 }
 
+#: each model's cases on one worker, which runs its tvb-library reference once (``_tvb``)
+MODELS = [on_one_worker(f"catalogue-{model}", model) for model in CASES]
+
 MEASURED: dict[tuple[str, str], float] = {}
 
 
@@ -129,7 +132,7 @@ def _neuralmass(model: str, backend: str, **overrides) -> nm.Result:
 
 
 @pytest.mark.tvb
-@pytest.mark.parametrize("model", CASES)
+@pytest.mark.parametrize("model", MODELS)
 def test_matches_tvb_library(model, backend):
     pytest.importorskip("tvb.simulator", reason="tvb-library is not installed (the 'tvb' extra)")
     pytest.importorskip("tvb_data", reason="tvb-data is not installed (the 'tvb' extra)")
@@ -152,7 +155,7 @@ def _cuda_plan(model: str):
 
 @pytest.mark.tvb
 @pytest.mark.nvcc
-@pytest.mark.parametrize("model", CASES)
+@pytest.mark.parametrize("model", MODELS)
 def test_cuda_kernel_compiles_and_its_emulation_matches_tvb_library(model, tmp_path):
     """The float64 CUDA kernel of the same run compiles with nvcc (PTX for sm_80) and, compiled
     as host C++ (``neuralmass.backends.cuda.emulate``), matches tvb-library with the same
@@ -179,7 +182,7 @@ def test_cuda_kernel_compiles_and_its_emulation_matches_tvb_library(model, tmp_p
 
 
 @pytest.mark.tvb
-@pytest.mark.parametrize("model", CASES)
+@pytest.mark.parametrize("model", MODELS)
 def test_coupling_matters(model):
     """Without the coupling (global_coupling = 0) the run differs from TVB's coupled one by
     more than 1,000 times the tolerance."""

@@ -35,7 +35,12 @@ import functools
 
 import numpy as np
 import pytest
-from helpers import available_backends, max_relative_error_per_variable, stable_history
+from helpers import (
+    available_backends,
+    max_relative_error_per_variable,
+    on_one_worker,
+    stable_history,
+)
 from tvb_reference import connectivity_76, run_tvb, tvb_horizon
 
 import neuralmass as nm
@@ -67,6 +72,9 @@ INTEGRATORS = ("heun", "euler", "rk4")
 #: that. Measured here: 1.8e-7 (Montbrio) to 8.9e-6 (Epileptor, Kuramoto); 7.7e-5 for
 #: Kuramoto from another initial history (its phases grow to ~100 rad, so do their roundings).
 FLOAT32_TOLERANCE = 2 * N_STEPS * float(np.finfo(np.float32).eps)
+
+#: each model's cases on one worker, which runs its tvb-library references once (``_tvb``)
+MODELS = [on_one_worker(f"conformance-{model}", model) for model in sorted(CASES)]
 
 MEASURED: dict[tuple[str, ...], float] = {}
 
@@ -127,7 +135,7 @@ def _check(case: tuple[str, ...], backend: str, data, reference,
 
 
 @pytest.mark.parametrize("integrator", INTEGRATORS)
-@pytest.mark.parametrize("model", sorted(CASES))
+@pytest.mark.parametrize("model", MODELS)
 def test_matches_tvb_library(model, integrator, backend):
     dt, _ = CASES[model]
     reference = _tvb(model, integrator)
@@ -137,7 +145,7 @@ def test_matches_tvb_library(model, integrator, backend):
     _check((model, integrator), backend, res.data[..., 0], reference)
 
 
-@pytest.mark.parametrize("model", sorted(CASES))
+@pytest.mark.parametrize("model", MODELS)
 def test_coupling_matters(model):
     """The comparison is meaningful: without coupling (global_coupling = 0), or for MPR
     without the V coupling (cv = 0), the run differs from TVB's coupled one by far more than
@@ -184,32 +192,45 @@ def _run_sets(backend: str, history: np.ndarray) -> np.ndarray:
     return nm.simulate("montbrio", conn, params, backend=backend, **options).data
 
 
-@pytest.mark.parametrize("backend", [*available_backends(), "cuda-emulated"])
+@functools.cache
+def _sets_history() -> np.ndarray:
+    """(H, 2, N, P) history shared by the sets of :data:`SETS`, H the longest TVB horizon."""
+    weights, lengths = _connectome()
+    rows = [tvb_horizon(lengths, speed, 0.1) for speed in SETS["global_speed"]]
+    rng = np.random.default_rng(99)
+    return np.stack([stable_history("montbrio", max(rows), weights.shape[0], rng)
+                     for _ in rows], axis=-1)
+
+
+@functools.cache
+def _tvb_set(p: int, speed: float) -> np.ndarray:
+    """tvb-library's run of set ``p`` of :data:`SETS` at ``speed`` (mm/ms), from the last rows
+    of :func:`_sets_history` its horizon at that speed needs."""
+    weights, lengths = _connectome()
+    n_rows = tvb_horizon(lengths, speed, 0.1)
+    _, reference = run_tvb("montbrio", weights, lengths, speed=speed, dt=0.1, n_steps=N_STEPS,
+                           integrator="heun", initial_history=_sets_history()[-n_rows:, ..., p],
+                           params=_set_params(p))
+    return reference
+
+
+# the backends' cases on one worker, which runs the tvb-library references once (_tvb_set)
+@pytest.mark.parametrize("backend", [on_one_worker("conformance-sets", backend)
+                                     for backend in [*available_backends(), "cuda-emulated"]])
 def test_parameter_sets_and_speeds_in_one_call(backend):
     """Each set of one call matches its own tvb-library run (with that set's speed, so its own
     delays, and the last H_p rows of the shared history, H_p being its TVB horizon); block=2
     leaves the emulated kernel a partial block. Running a set at the default speed instead of
     its own differs by far more than the tolerance (measured > 1e-3), so the speeds are used."""
-    weights, lengths = _connectome()
-    rows = [tvb_horizon(lengths, speed, 0.1) for speed in SETS["global_speed"]]
-    rng = np.random.default_rng(99)
-    history = np.stack([stable_history("montbrio", max(rows), weights.shape[0], rng)
-                        for _ in rows], axis=-1)
-    data = _run_sets(backend, history)
-    assert data.shape == (N_STEPS, 2, weights.shape[0], len(rows))
-    for p, (speed, n_rows) in enumerate(zip(SETS["global_speed"], rows, strict=True)):
-        _, reference = run_tvb("montbrio", weights, lengths, speed=speed, dt=0.1,
-                               n_steps=N_STEPS, integrator="heun",
-                               initial_history=history[-n_rows:, ..., p], params=_set_params(p))
+    weights, _ = _connectome()
+    data = _run_sets(backend, _sets_history())
+    assert data.shape == (N_STEPS, 2, weights.shape[0], len(SETS["global_speed"]))
+    for p, speed in enumerate(SETS["global_speed"]):
         _check(("montbrio", f"set {p}, {speed:g} mm/ms", "heun"), backend, data[..., p],
-               reference)
+               _tvb_set(p, float(speed)))
         if speed != SPEED and backend == "jax":
-            n_default = tvb_horizon(lengths, SPEED, 0.1)
-            _, at_default = run_tvb("montbrio", weights, lengths, speed=SPEED, dt=0.1,
-                                    n_steps=N_STEPS, integrator="heun",
-                                    initial_history=history[-n_default:, ..., p],
-                                    params=_set_params(p))
-            assert max_relative_error_per_variable(data[..., p], at_default) > 1e3 * TOLERANCE
+            assert max_relative_error_per_variable(data[..., p], _tvb_set(p, SPEED)) \
+                > 1e3 * TOLERANCE
 
 
 # --------------------------------------------------------------------------- monitors
@@ -227,7 +248,8 @@ def _tvb_monitor(monitor: str) -> tuple[np.ndarray, np.ndarray]:
                    monitor=monitor, period=PERIOD)
 
 
-@pytest.mark.parametrize("monitor", ["subsample", "temporal_average"])
+@pytest.mark.parametrize("monitor", [on_one_worker("conformance-monitors", monitor)
+                                     for monitor in ("subsample", "temporal_average")])
 def test_monitors_match_tvb(monitor, backend):
     """neuralmass's ``subsample:1.6`` / ``temporal_average:1.6`` against TVB's SubSample /
     TemporalAverage(period=1.6): same sample times (TVB's average is stamped half a period
@@ -264,7 +286,8 @@ def _tvb_bounded(integrator: str) -> np.ndarray:
     return data
 
 
-@pytest.mark.parametrize("integrator", INTEGRATORS)
+@pytest.mark.parametrize("integrator", [on_one_worker(f"conformance-bounded-{integrator}",
+                                                      integrator) for integrator in INTEGRATORS])
 def test_clamped_at_a_bound_as_tvb(integrator, backend):
     """The bound is reached (S_i == 1.0 exactly) in most samples but not all, at exactly the
     same samples and nodes in both codes, and the runs agree to the float64 tolerance."""
@@ -283,7 +306,7 @@ def test_clamped_at_a_bound_as_tvb(integrator, backend):
 # --------------------------------------------------------------------------- float32
 
 
-@pytest.mark.parametrize("model", sorted(CASES))
+@pytest.mark.parametrize("model", MODELS)
 def test_float32_matches_stock_tvb(model, backend):
     """dtype="float32" against stock tvb-library (float32 history and coupling sum, float64
     model and integrator) to FLOAT32_TOLERANCE; stock TVB really is not the float64-patched

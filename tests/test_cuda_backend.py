@@ -31,6 +31,7 @@ import sympy
 from helpers import (
     available_backends,
     max_relative_error_per_variable,
+    on_one_worker,
     stable_state,
 )
 
@@ -235,7 +236,7 @@ def _nvcc(source: str, folder: str, name: str) -> str:
     return "\n".join(errors)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not "module": a worker may run other modules in between
 def nvcc_results():
     """Every kernel compiled once per session, four nvcc processes at a time."""
     if shutil.which("nvcc") is None:
@@ -249,6 +250,7 @@ def nvcc_results():
 
 
 @pytest.mark.nvcc
+@pytest.mark.xdist_group("cuda-nvcc")  # one worker compiles every kernel (nvcc_results), once
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("model", MODELS)
@@ -266,7 +268,8 @@ needs_numba = pytest.mark.skipif(
 
 @pytest.mark.parametrize("backend", ["jax", pytest.param("numba", marks=needs_numba)])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [on_one_worker(f"cuda-emulated-{model}", model)
+                                   for model in MODELS])  # each reference run once
 def test_emulated_kernel_matches_the_reference(model, dtype, backend):
     """Heun, 1,000 steps with delays on the 76-region connectome, 5 sets in blocks of 4."""
     plan = regime_plan(model, dtype=dtype)

@@ -230,6 +230,59 @@ def test_c_spellings_with_two_arguments():
     assert parse("atan2f(x, y)") == parse("atan2(x, y)")
 
 
+def test_min_and_max_keep_their_arguments_as_written():
+    """SymPy's own Max/Min simplify their arguments whenever they are built (max(x, x + 1) is
+    x + 1), which took minutes for a long argument; the parser's are built as written, are
+    still Max/Min (for every printer and isinstance check) and give numbers of numbers."""
+    from sympy.functions.elementary.miscellaneous import MinMaxBase
+
+    x, y = symbol("x"), symbol("y")
+    refuse = mock.patch.object(MinMaxBase, "_collapse_arguments",
+                               side_effect=AssertionError("Max/Min simplified its arguments"))
+    with refuse:
+        for text, kind in [("max(x, x + 1)", sympy.Max), ("fmax(x, x + 1)", sympy.Max),
+                           ("min(x, x + 1, y)", sympy.Min), ("fmin(x, x + 1)", sympy.Min)]:
+            expr = parse(text)
+            assert isinstance(expr, kind) and type(expr).__name__ == kind.__name__
+            assert expr.args[:2] == (x, x + 1)
+            rebuilt = expr.xreplace({y: 2 * y})  # a substitution does not simplify either
+            assert isinstance(rebuilt, kind)
+    assert value(parse("max(x, x + 1)"), x=0.5) == 1.5
+    assert value(parse("min(x, x + 1, y)"), x=0.5, y=-3.0) == -3.0
+    assert parse("max(x, y)").xreplace({x: sympy.Float(2.0), y: sympy.Float(-1.0)}) == 2.0
+    # derivatives as SymPy's: Heaviside of the difference
+    assert sympy.diff(parse("max(x, y)"), x) == sympy.diff(sympy.Max(x, y), x)
+
+
+@pytest.mark.parametrize("text", ["max(x, y)", "min(tau, x, y)", "fmax(omega, x)"])
+def test_min_and_max_print_as_sympys_on_every_backend(text):
+    """Each backend prints the parser's Max/Min exactly as SymPy's (the arguments in SymPy's
+    order here): JAX's maximum, Numba's NaN-propagating nm_max, CUDA C's fmax, lambdify's."""
+    from sympy.printing.numpy import NumPyPrinter
+
+    from neuralmass.backends._python_source import JaxSourcePrinter
+    from neuralmass.backends.cuda import CUDACodePrinter
+    from neuralmass.backends.numba._lower import NumbaPrinter, _inert
+
+    expr = parse(text)
+    sympys = (sympy.Max if text.startswith(("max", "fmax")) else sympy.Min)(*expr.args)
+    assert type(expr) is not type(sympys) and expr.args == sympys.args
+    for printer in (JaxSourcePrinter(), CUDACodePrinter("float64"), CUDACodePrinter("float32"),
+                    NumPyPrinter()):
+        assert printer.doprint(expr) == printer.doprint(sympys)
+    assert NumbaPrinter().doprint(_inert(expr)) == NumbaPrinter().doprint(_inert(sympys))
+
+
+def test_min_and_max_pickle():
+    """Models are pickled to Dask and L2L workers: the parser's Max/Min survive."""
+    import pickle
+
+    for text in ("max(x, y + 1)", "min(x, y, 0.5)"):
+        expr = parse(text)
+        again = pickle.loads(pickle.dumps(expr))
+        assert again == expr and type(again) is type(expr)
+
+
 @pytest.mark.parametrize("name", ["beta", "gamma", "I", "E", "S", "N", "Q", "O", "zeta", "Max",
                                   "sin_", "exp_"])
 def test_names_sympify_would_misread_are_plain_real_symbols(name):

@@ -31,7 +31,7 @@ pytest.importorskip(
 )
 pytest.importorskip("tvb_data", reason="tvb-data is not installed (install the 'tvb' extra)")
 
-from helpers import max_relative_error_per_variable, stable_history  # noqa: E402
+from helpers import max_relative_error_per_variable, on_one_worker, stable_history  # noqa: E402
 from tvb_reference import (  # noqa: E402
     _float64_history,
     _quiet_tvb_logging,
@@ -153,7 +153,8 @@ def conformance_table():
 
 
 @pytest.mark.parametrize("integrator", sorted(INTEGRATORS))
-@pytest.mark.parametrize("model", sorted(CASES))
+@pytest.mark.parametrize("model", [on_one_worker(f"noise-conformance-{model}", model)
+                                   for model in sorted(CASES)])
 def test_stochastic_run_matches_tvb_library(model, integrator, backend):
     reference = _tvb(model, integrator)
     error = max_relative_error_per_variable(_neuralmass(model, integrator, backend), reference)
@@ -162,7 +163,8 @@ def test_stochastic_run_matches_tvb_library(model, integrator, backend):
         f"{model}/{integrator}/{backend}: max relative error {error:.3e} > {TOLERANCE:g}")
 
 
-@pytest.mark.parametrize("integrator", sorted(INTEGRATORS))
+@pytest.mark.parametrize("integrator", [on_one_worker("noise-conformance-montbrio", integrator)
+                                        for integrator in sorted(INTEGRATORS)])
 def test_the_comparison_pins_the_noise(integrator):
     """The match is not vacuous: MPR's r hits its bound (clamped to 0), and another seed, or
     σ = sqrt(D dt) instead of sqrt(2 D dt), differs from tvb-library's run by far more than the

@@ -30,6 +30,7 @@ from helpers import (
     available_backends,
     linear_model,
     max_relative_error_per_variable,
+    on_one_worker,
     ou_model,
     stable_history,
     stable_state,
@@ -54,6 +55,12 @@ MODELS = ("kuramoto", "montbrio", "epileptor", "rwongwang", "generic2d")
 #: 8 sets at 3 speeds (3, 3 and 2 sets): float64 tiles of 4 lanes, one partly padded
 SPEEDS = np.array([2.0, 3.0, 5.0, 2.0, 3.0, 5.0, 2.0, 3.0])
 SCALE = np.linspace(0.5, 2.0, len(SPEEDS))
+
+
+def same_kernels(model: str):
+    """A model's cases that compile the same kernels (its regime in float64 with Heun) on one
+    xdist worker, which compiles them once (the module's cache folder is per worker)."""
+    return on_one_worker(f"numba-{model}", model)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -102,7 +109,7 @@ def assert_agree(numba, jax, rtol):
 
 
 @pytest.mark.parametrize("integrator", ["euler", "heun", "rk4"])
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [same_kernels(model) for model in MODELS])
 def test_agrees_with_jax_in_float64(model, integrator):
     params, dt, state = regime(model)
     numba, jax = simulate_both(model, params, dt=dt, n_steps=1000, integrator=integrator,
@@ -126,7 +133,7 @@ def test_both_montbrio_couplings_when_cv_is_swept():
 FLOAT32_RTOL = {"montbrio": 1e-5, "generic2d": 1e-5, "kuramoto": 3e-4}
 
 
-@pytest.mark.parametrize("model", sorted(FLOAT32_RTOL))
+@pytest.mark.parametrize("model", [same_kernels(model) for model in sorted(FLOAT32_RTOL)])
 def test_float32_close_to_float64(model):
     params, dt, state = regime(model)
     options = dict(dt=dt, n_steps=1000, initial_state=state, backend="numba")
@@ -136,6 +143,7 @@ def test_float32_close_to_float64(model):
     assert max_relative_error_per_variable(single.data, double.data) < FLOAT32_RTOL[model]
 
 
+@pytest.mark.xdist_group("numba-montbrio")  # see same_kernels
 @pytest.mark.parametrize("monitor", ["raw", "subsample:0.5", "temporal_average:0.5",
                                      "temporal_average:0.7"])
 def test_monitors_agree_with_jax(monitor):
@@ -146,6 +154,7 @@ def test_monitors_agree_with_jax(monitor):
     assert_agree(numba, jax, 1e-9)
 
 
+@pytest.mark.xdist_group("numba-generic2d")  # see same_kernels
 @pytest.mark.parametrize("variables", ["coupled", "all"])
 def test_explicit_initial_history(variables):
     """A past that varies in time (so the delays matter), of the coupled variables only or of
@@ -173,6 +182,7 @@ def test_xml_model_from_a_string():
     assert_agree(numba, jax, 1e-9)
 
 
+@pytest.mark.xdist_group("numba-montbrio")  # see same_kernels
 def test_sweep_over_speeds_equals_sets_run_one_by_one():
     """Each set of a sweep in which sets differ in speed (grouped into tiles by speed, lanes
     side by side) is the run of that set alone."""
@@ -244,6 +254,7 @@ CACHE_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.xdist_group("subprocesses")  # with the other tests that start processes
 def test_second_process_loads_the_compiled_code_from_disk(tmp_path):
     """The first start compiles and saves machine code, the second only loads it (Numba's own
     cache log, NUMBA_DEBUG_CACHE, says which; how long each takes is in benchmarks/sweep.py)."""

@@ -14,6 +14,9 @@ from neuralmass.cli import app
 from neuralmass.errors import ParameterError
 from neuralmass.plot import grid_summary, set_summary
 
+# on one xdist worker, which computes the module's fixtures (sweeps, a reference run) once
+pytestmark = pytest.mark.xdist_group("plot")
+
 runner = CliRunner()
 KW = dict(backend="numba", n_steps=60, noise=0.01, seed=3, monitors="raw")
 COUPLINGS = np.array([0.0, 0.5, 1.0])

@@ -3,7 +3,9 @@
 Each test runs pytest in a subprocess on a tiny test folder, with the plugin loaded
 (``-p requirements``) and stand-in packages first on ``sys.path``: a ``tvb`` that imports, or a
 ``tvb`` / ``numba`` whose import raises ImportError as a broken install would. The real
-packages are never touched, so this runs the same wherever it runs.
+packages are never touched, so this runs the same wherever it runs. Each strict session runs
+in one process and split over two pytest-xdist workers (``-n 2``, as CI's ``-n auto`` on two
+cores): the plugin must enforce the same in both.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from pathlib import Path
 
 import pytest
 
+# the sessions below start processes: with the other tests that do, on one xdist worker
+pytestmark = pytest.mark.xdist_group("subprocesses")
+
 TESTS = Path(__file__).resolve().parent
+#: pytest's options for a session in one process, and for one on two xdist workers
+SESSIONS = {"one-process": [], "two-workers": ["-n", "2"]}
 
 BROKEN = "raise ImportError('simulated broken install')\n"
 TVB_MODULES = ("tvb/__init__.py", "tvb/simulator.py", "tvb/datatypes/__init__.py",
@@ -56,7 +63,8 @@ def _write(root: Path, files: dict[str, str]) -> None:
         (root / name).write_text(text)
 
 
-def _pytest(tmp_path: Path, require: str | None, stubs: dict[str, str]):
+def _pytest(tmp_path: Path, require: str | None, stubs: dict[str, str],
+            session: str = "one-process"):
     suite, stub_dir = tmp_path / "suite", tmp_path / "stubs"
     _write(suite, SUITE)
     _write(suite, {"pytest.ini": "[pytest]\nmarkers =\n    gpu: x\n    tvb: x\n    nvcc: x\n"})
@@ -68,7 +76,7 @@ def _pytest(tmp_path: Path, require: str | None, stubs: dict[str, str]):
         env["NEURALMASS_REQUIRE"] = require
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "requirements", "-p", "no:cacheprovider",
-         "-rA", "--continue-on-collection-errors", str(suite)],
+         "-rA", "--continue-on-collection-errors", *SESSIONS[session], str(suite)],
         cwd=suite, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -86,9 +94,12 @@ def test_plain_run_skips_with_reasons(tmp_path):
                      r"ImportError\('simulated broken install'\)", run.stdout), run.stdout
 
 
-def test_strict_run_turns_skips_into_failures(tmp_path):
-    run = _pytest(tmp_path, "tvb", {name: "" for name in TVB_MODULES})
+@pytest.mark.parametrize("session", SESSIONS)
+def test_strict_run_turns_skips_into_failures(tmp_path, session):
+    run = _pytest(tmp_path, "tvb", {name: "" for name in TVB_MODULES}, session)
     assert run.returncode == 1, run.stdout + run.stderr
+    if session == "two-workers":  # the tests did run on the workers
+        assert "created: 2/2 workers" in run.stdout, run.stdout
     assert _summary(run.stdout) == {"failed": 1, "passed": 2, "skipped": 1, "error": 1}
     assert re.search(r"\nskipped \(a reason that would hide a missing "
                      r"extra\), but NEURALMASS_REQUIRE=tvb lets only tests marked "
@@ -100,6 +111,7 @@ def test_strict_run_turns_skips_into_failures(tmp_path):
                      r"module-level skips", run.stdout), run.stdout
 
 
+@pytest.mark.parametrize("session", SESSIONS)
 @pytest.mark.parametrize("require, stubs, expected", [
     ("tvb,nvcc", {name: BROKEN for name in TVB_MODULES},
      r"tvb: cannot import tvb.simulator: ImportError\('simulated broken install'\) "
@@ -110,8 +122,8 @@ def test_strict_run_turns_skips_into_failures(tmp_path):
                      r"jax, numba, tvb"),
 ])
 def test_strict_run_stops_before_testing_when_a_requirement_is_missing(
-        tmp_path, require, stubs, expected):
-    run = _pytest(tmp_path, require, stubs)
+        tmp_path, require, stubs, expected, session):
+    run = _pytest(tmp_path, require, stubs, session)
     assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout + run.stderr
     assert re.search(expected, run.stderr), run.stderr
     assert "passed" not in run.stdout

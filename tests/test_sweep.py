@@ -119,6 +119,7 @@ def _exit_once(flag):
     return reduce
 
 
+@pytest.mark.xdist_group("subprocesses")  # with the other tests that start processes
 def test_local_cluster_with_a_killed_worker_equals_one_simulate(tmp_path):
     from dask.distributed import Client, LocalCluster
 
@@ -188,6 +189,7 @@ def test_cli_sweep_resumes_and_slurm_script(tmp_path):
         assert line in script.output
 
 
+@pytest.mark.xdist_group("subprocesses")
 def test_killed_driver_resumes_only_missing_shards(tmp_path):
     """The CLI killed (SIGKILL) once a shard is done; the rerun runs only the rest (it says
     how many were done) and the store equals an uninterrupted in-process sweep."""

@@ -64,6 +64,31 @@ def _as_written(function: type[sympy.Function]) -> type[sympy.Function]:
     return type(function.__name__, (function,), {"eval": eval, "__module__": __name__})
 
 
+def _unsimplified(lattice: type[sympy.Max] | type[sympy.Min]) -> type[sympy.Expr]:
+    """``Max``/``Min`` of the arguments as written: SymPy's own simplifies its arguments every
+    time it is built (``factor_terms``, and a search for arguments that cannot win, which
+    compares them pairwise), and every substitution builds it anew; planning
+    EpileptorCodim3SlowMod, whose ``max(D, 0.0)`` has a long ``D``, took minutes. Of numbers
+    only, it is SymPy's (so a substitution of numbers gives a number). A subclass with the
+    same name, so that every printer (JAX, Numba, CUDA C, ``lambdify``), ``isinstance`` check
+    and derivative treats it as SymPy's: each backend prints the same NaN-propagating
+    max/min as before."""
+
+    def __new__(cls, *args, **options):
+        args = tuple(sympy.sympify(arg) for arg in args)
+        if len(args) == 1:
+            return args[0]
+        if all(arg.is_number for arg in args):
+            return lattice(*args)
+        built = sympy.Expr.__new__(cls, *args)
+        built._argset = frozenset(args)
+        return built
+
+    return type(lattice.__name__, (lattice,), {"__new__": __new__, "__module__": __name__})
+
+
+# module attributes named as the classes, so that models holding them pickle (Dask, L2L)
+Max, Min = _unsimplified(sympy.Max), _unsimplified(sympy.Min)
 erf, erfc = _as_written(sympy.erf), _as_written(sympy.erfc)
 asin, acos = _as_written(sympy.asin), _as_written(sympy.acos)
 atan, atan2 = _as_written(sympy.atan), _as_written(sympy.atan2)
@@ -89,10 +114,10 @@ FUNCTIONS: dict[str, tuple[Callable[..., sympy.Expr], tuple[int, ...]]] = {
     "ceil": (sympy.ceiling, (1,)),
     "floor": (sympy.floor, (1,)),
     "pow": (lambda a, b: a**b, (2,)),
-    "min": (sympy.Min, (2, 3, 4, 5, 6)),
-    "max": (sympy.Max, (2, 3, 4, 5, 6)),
-    "fmin": (sympy.Min, (2,)),
-    "fmax": (sympy.Max, (2,)),
+    "min": (Min, (2, 3, 4, 5, 6)),
+    "max": (Max, (2, 3, 4, 5, 6)),
+    "fmin": (Min, (2,)),
+    "fmax": (Max, (2,)),
     "heaviside": (_heaviside, (1, 2)),
 }
 # Constant sub-expressions are evaluated in float64, as a backend would: SymPy's exact
