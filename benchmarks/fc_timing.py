@@ -47,7 +47,7 @@ def main() -> None:
     x = rng.standard_normal((args.samples, args.regions, args.sets)).cumsum(axis=0)
     print(f"FC of (T, N, P) = {x.shape} float64, best of {args.repeat}")
     reference = None
-    for name, fn in (("metrics.fc (matmul, 1 BLAS thread)", nm.metrics.fc),
+    for name, fn in (("metrics.fc (matmul, a chunk per core)", nm.metrics.fc),
                      ("einsum (previous metrics.fc)", einsum_fc)):
         wall, cpu, out = best_of(fn, x, args.repeat)
         if reference is None:

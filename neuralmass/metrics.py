@@ -20,6 +20,8 @@ Conventions (``/work/shared/fitting.md`` §3 records the peers'):
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -61,22 +63,27 @@ def _corrcoef(x, xp):
 
     Each set's columns are centred and scaled to unit norm, and r is the (V, T) @ (T, V)
     product of those per set. NumPy input runs in chunks of ``_FC_CHUNK_SETS`` sets (each
-    chunk copied set-major, so the temporaries stay a few chunks' size whatever P is) on one
-    BLAS thread: one small product per set gains nothing from threads, which only wait on
-    each other (3x the speed of ``einsum`` over the trailing set axis, which does not use
-    BLAS, at (360, 76, 1024): ``benchmarks/RESULTS.md``). Other arrays (JAX) take one
-    jit-able, differentiable product over every set.
+    chunk copied set-major, so the temporaries stay a few chunks' size whatever P is), one
+    chunk per core at a time, each on one BLAS thread: one small product per set gains
+    nothing from BLAS threads, which only wait on each other (3x the speed of ``einsum`` over
+    the trailing set axis, which does not use BLAS, at (360, 76, 1024):
+    ``benchmarks/RESULTS.md``). Other arrays (JAX) take one jit-able, differentiable product
+    over every set.
     """
     if xp is not np:
         return xp.moveaxis(_unit_gram(xp.moveaxis(x, -1, -3), xp), -3, -1)
     n_sets, n_columns = x.shape[-1], x.shape[-2]
     dtype = x.dtype if np.issubdtype(x.dtype, np.inexact) else np.float64
     out = np.empty(x.shape[:-3] + (n_columns, n_columns, n_sets), dtype)
-    with threadpool_limits(limits=1, user_api="blas"):
-        for start in range(0, n_sets, _FC_CHUNK_SETS):
-            chunk = slice(start, start + _FC_CHUNK_SETS)
-            set_major = np.ascontiguousarray(np.moveaxis(x[..., chunk], -1, -3))
-            out[..., chunk] = np.moveaxis(_unit_gram(set_major, np), -3, -1)
+    chunks = [slice(start, start + _FC_CHUNK_SETS) for start in range(0, n_sets, _FC_CHUNK_SETS)]
+
+    def one_chunk(chunk):  # NumPy releases the GIL: chunks run on the cores in parallel
+        set_major = np.ascontiguousarray(np.moveaxis(x[..., chunk], -1, -3))
+        out[..., chunk] = np.moveaxis(_unit_gram(set_major, np), -3, -1)
+
+    with (threadpool_limits(limits=1, user_api="blas"),
+          ThreadPoolExecutor(min(len(chunks), os.cpu_count() or 1)) as pool):
+        list(pool.map(one_chunk, chunks))
     return out
 
 
