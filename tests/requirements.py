@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import shutil
 
@@ -36,6 +37,14 @@ def _modules(*names: str):
             except ImportError as error:
                 return f"cannot import {name}: {error!r}"
         return None
+    return check
+
+
+def _findable(*names: str):
+    """Installed, without importing (importing vbjax sets XLA_FLAGS for the whole session)."""
+    def check() -> str | None:
+        missing = [name for name in names if importlib.util.find_spec(name) is None]
+        return f"cannot find {', '.join(missing)}" if missing else None
     return check
 
 
@@ -60,7 +69,7 @@ REQUIREMENTS = {
     "numba": (lambda: backend_import_error("numba"), "a core dependency: reinstall neuralmass"),
     "tvb": (_modules("tvb.simulator", "tvb.datatypes.connectivity", "tvb_data"),
             "install the 'tvb' extra: uv run --extra tvb ..."),
-    "peers": (_modules("vbjax", "tqdm"),
+    "peers": (_findable("vbjax", "tqdm"),
               "install the 'peers' extra (what bench --peers times): uv run --extra peers ..."),
     "xarray": (_modules("xarray"), "xarray is a dependency of neuralmass: reinstall it (uv sync)"),
     "nvcc": (_program("nvcc"), "install the CUDA toolkit"),
