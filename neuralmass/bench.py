@@ -333,7 +333,7 @@ def _numba_cached_prepare(conn: Connectivity, model: str, n_sets: int, n_steps: 
         path = os.path.join(folder, "conn.npz")
         np.savez(path, weights=conn.weights, tract_lengths=conn.tract_lengths, speed=conn.speed)
         config = dict(conn=path, model=model, n_sets=n_sets, n_steps=n_steps, dtype=dtype)
-        out = subprocess.run([sys.executable, "-c", _CACHED_PREPARE, json.dumps(config)],
+        out = subprocess.run([sys.executable, "-c", _CACHED_PREPARE], input=json.dumps(config),
                              capture_output=True, text=True)
     if out.returncode != 0:
         return None
