@@ -13,7 +13,8 @@ touched); JAX and CUDA time a whole ``run`` (CUDA: host set-up, launches and cop
 its kernel time by CUDA events is reported apart). Compile time, timed apart:
 
 - ``cold``: Numba, the first ``prepare`` (lower, compile, allocate) with a fresh disk cache;
-  JAX and CUDA, the first run minus the median run;
+  JAX, the seconds its monitoring events report for tracing, lowering and compiling in the
+  first run (a fresh persistent cache); CUDA, the first run minus the median run;
 - ``cached``: Numba only, ``prepare`` in a second process that finds the disk cache filled
   (measured at the first size of each model and dtype; ``null`` elsewhere).
 
@@ -57,6 +58,7 @@ JSON schema (``--json``; version ``neuralmass.bench/1``)::
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.metadata
 import importlib.util
@@ -242,6 +244,34 @@ def _numba(plan: RunPlan, repeat: int) -> Measurement:
                        finite=bool(np.isfinite(prepared.outputs()[0][0]).all()))
 
 
+#: JAX's monitoring events that time tracing, lowering, compiling and cache loads
+_JAX_COMPILE_EVENTS = frozenset({
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+    "/jax/compilation_cache/cache_retrieval_time_sec",
+})
+
+
+@contextlib.contextmanager
+def _jax_compile_seconds():
+    """A one-element list holding the seconds JAX spends tracing, lowering and compiling (or
+    loading from its persistent cache) inside the block, from its monitoring events."""
+    import jax.monitoring
+
+    spent = [0.0]
+
+    def listener(event: str, duration_secs: float, **_) -> None:
+        if event in _JAX_COMPILE_EVENTS:
+            spent[0] += duration_secs
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield spent
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def _jax(plan: RunPlan, repeat: int) -> Measurement:
     import jax
 
@@ -251,9 +281,8 @@ def _jax(plan: RunPlan, repeat: int) -> Measurement:
     x64 = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", plan.dtype == np.float64)
     try:
-        started = time.perf_counter()
-        states, _ = jax_backend.run(plan)
-        first = time.perf_counter() - started
+        with _jax_compile_seconds() as compiled:
+            states, _ = jax_backend.run(plan)
         runs = []
         for _ in range(repeat):
             started = time.perf_counter()
@@ -265,7 +294,7 @@ def _jax(plan: RunPlan, repeat: int) -> Measurement:
     finally:
         jax.clear_caches()
         jax.config.update("jax_enable_x64", x64)
-    return Measurement(cold=max(first - statistics.median(runs), 0.0), runs=runs,
+    return Measurement(cold=compiled[0], runs=runs,
                        channels=len(plan.model.coupled_variables), kernel=None,
                        device_bytes=device, finite=bool(np.isfinite(states).all()))
 
