@@ -25,6 +25,9 @@ One step advances the state ``x`` of every node from time ``t`` to ``t + dt``:
 :func:`step_program` writes that step as a list of SymPy assignments for one node, and
 :func:`coupling_program` the coupling as per-edge and per-node SymPy expressions; each backend
 lowers both (JAX, Numba, CUDA) — only the loops around them differ between backends.
+:func:`channel_coupling` rewrites the coupling so that the history holds *channels*
+(``sin θ`` and ``cos θ`` for Kuramoto's ``sin(θ_j - θ_i)``) and a step only sums them per edge;
+the Numba and JAX backends lower that form.
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ from .model import Model, symbol
 
 __all__ = [
     "INTEGRATORS",
+    "ChannelCoupling",
     "CouplingProgram",
     "CouplingRule",
     "Integrator",
     "StepProgram",
     "coupling_program",
+    "channel_coupling",
     "get_integrator",
     "history_horizon",
     "history_length",
@@ -346,6 +351,100 @@ def coupling_program(model: Model) -> CouplingProgram:
             post=model.resolve(term.scale) * model.resolve(term.post_of_sum),
         ))
     return CouplingProgram(rules=tuple(rules), dead=(), coupled=model.coupled_variables)
+
+
+# ---------------------------------------------------------------------------- channels
+#: a ``pre`` that splits into more channels than this is evaluated per edge instead
+MAX_CHANNELS_PER_TERM = 4
+
+#: ``Σ_j w_ij``, the row sum of the weights at node i (the sum of a channel ``b = 1``)
+ROWSUM = sympy.Symbol("nm_rowsum", real=True)
+
+
+def sum_symbol(s: int) -> sympy.Symbol:
+    """``nm_sum<s>``: the weighted sum over node i's edges of :attr:`ChannelCoupling.sums` [s]."""
+    return sympy.Symbol(f"nm_sum{s}", real=True)
+
+
+def delayed_symbol(m: int) -> sympy.Symbol:
+    """``nm_h<m>``: channel m of the source node, read ``d_ij`` steps in the past."""
+    return sympy.Symbol(f"nm_h{m}", real=True)
+
+
+@dataclasses.dataclass
+class ChannelCoupling:
+    """The coupling in channel form: with ``pre = Σ_m a_m(x_i) b_m(x_j)`` where it separates
+    (:meth:`CouplingRule.separations`),
+
+        Σ_j w_ij pre(x_i, x_j(t - d_ij)) = Σ_m a_m(x_i) Σ_j w_ij b_m(x_j)(t - d_ij),
+
+    so the history stores the channels ``b_m(x)`` and a step reads ``nnz × n_channels`` delayed
+    values with no function of them per edge (``b = 1`` needs no history: :data:`ROWSUM`). A
+    ``pre`` that does not split (or would need many channels) is evaluated per edge on delayed
+    channels that are the raw coupled variables.
+
+    Attributes:
+        channels: what the history stores, expressions of the (source) state symbols and
+            parameters.
+        sums: the per-edge value of each sum (``nm_sum<s>`` = Σ_j w_ij sums[s]), an
+            expression of the :func:`delayed_symbol` s, the local (target) state, parameters.
+        values: each computed ``c_pop<k>`` (model order) as an expression of the
+            :func:`sum_symbol` s, :data:`ROWSUM`, the local state and parameters.
+    """
+
+    channels: list[sympy.Expr]
+    sums: list[sympy.Expr]
+    values: dict[sympy.Symbol, sympy.Expr]
+
+    @property
+    def plain_sums(self) -> bool:
+        """Every sum is a plain weighted sum of one channel, in channel order."""
+        return self.sums == [delayed_symbol(m) for m in range(len(self.channels))]
+
+
+def channel_form(rule: CouplingRule):
+    """The separation of ``rule.pre`` into ``[(a, b), ...]`` that the history stores as
+    channels ``b``, or ``None`` to evaluate ``pre`` per edge: one channel, or a few when ``pre``
+    calls functions (a polynomial per edge costs less than several channel sums)."""
+    for pairs in rule.separations():
+        distinct = {b for _, b in pairs if b != 1}
+        if len(distinct) <= 1 or (rule.pre.atoms(sympy.Function) and
+                                  len(distinct) <= MAX_CHANNELS_PER_TERM):
+            return pairs
+    return None
+
+
+def channel_coupling(coupling: CouplingProgram) -> ChannelCoupling:
+    """The rules of ``coupling`` as history channels, per-edge sums and per-node values."""
+    result = ChannelCoupling([], [], {})
+
+    def channel(expr):
+        if expr not in result.channels:
+            result.channels.append(expr)
+        return result.channels.index(expr)
+
+    def channel_sum(m):
+        value = delayed_symbol(m)
+        if value not in result.sums:
+            result.sums.append(value)
+        return sum_symbol(result.sums.index(value))
+
+    for rule in coupling.rules:
+        pairs = channel_form(rule)
+        if pairs is not None:
+            summed = sympy.Integer(0)
+            for a, b in pairs:
+                if b == 1:
+                    summed += a * ROWSUM
+                else:
+                    summed += a * channel_sum(channel(rule.at_source(b)))
+        else:
+            delayed = {d: delayed_symbol(channel(symbol(source)))
+                       for d, source in zip(rule.delayed, rule.sources, strict=True)}
+            result.sums.append(rule.pre.xreplace(delayed))
+            summed = sum_symbol(len(result.sums) - 1)
+        result.values[rule.output] = rule.post.xreplace({rule.summed: summed})
+    return result
 
 
 # ---------------------------------------------------------------------------- history

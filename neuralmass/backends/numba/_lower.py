@@ -6,21 +6,14 @@ and returns flat tuples (which Numba keeps in registers), lane fastest: the valu
 variable ``v`` in lane ``p`` is ``nm_x[v * L + p]``. Printing the ``L`` lanes side by side as
 straight-line code lets LLVM's SLP vectoriser turn them into SIMD instructions.
 
-Coupling. The coupling program (:func:`~neuralmass.scheme.coupling_program`) gives each term's
-per-edge ``pre`` and per-node ``post``; ``pre`` is split, where it can be
-(:meth:`~neuralmass.scheme.CouplingRule.separations`), into a sum of products
-``a(x_i) * b(x_j)`` (``x_j`` the delayed source, ``x_i`` the local state;
-``sin(θ_j - θ_i)`` expands to ``sin θ_j cos θ_i - cos θ_j sin θ_i``). Then
-
-    Σ_j w_ij pre(x_i, x_j(t - d_ij)) = Σ_m a_m(x_i) Σ_j w_ij b_m(x_j)(t - d_ij)
-
-and the history stores the *channels* ``b_m(x)`` instead of ``x``: a step reads
-``nnz × n_channels`` delayed values and multiplies and adds, with no function of them per edge.
-``b = 1`` needs no history (``Σ_j w_ij`` is a constant per node). A ``pre`` that does not split
-(or would need many channels) is evaluated per edge on the delayed coupled variables. Coupling
-terms whose ``c_pop<k>`` the step does not use once fixed parameters are substituted (e.g.
-Montbrió's ``cv * c_pop1`` with ``cv = 0``, :meth:`~neuralmass.scheme.CouplingProgram.prune`)
-are not computed at all.
+Coupling. The coupling is lowered in channel form
+(:func:`~neuralmass.scheme.channel_coupling`): the history stores *channels* ``b_m(x)``
+(``sin θ`` and ``cos θ`` for ``sin(θ_j - θ_i)``), a step reads ``nnz × n_channels`` delayed
+values and multiplies and adds, with no function of them per edge; a ``pre`` that does not
+split is evaluated per edge on the delayed coupled variables. Coupling terms whose
+``c_pop<k>`` the step does not use once fixed parameters are substituted (e.g. Montbrió's
+``cv * c_pop1`` with ``cv = 0``, :meth:`~neuralmass.scheme.CouplingProgram.prune`) are not
+computed at all.
 
 Functions of the module (``L`` lanes; sizes below are tuple lengths):
 
@@ -51,19 +44,20 @@ from sympy.printing.precedence import precedence
 from ...model import symbol
 from ...plan import RunPlan
 from ...scheme import (
-    CouplingProgram,
-    CouplingRule,
+    ROWSUM,
+    ChannelCoupling,
     StepProgram,
+    channel_coupling,
     coupling_program,
+    delayed_symbol,
     step_program,
+    sum_symbol,
 )
 from .._python_source import MathSourcePrinter, function_source
 from ._monitor_layout import monitor_kind
 
 __all__ = ["Lowering", "lower", "plan_fingerprint", "NumbaPrinter"]
 
-# a pre that splits into more channels than this is evaluated per edge instead
-_MAX_CHANNELS_PER_TERM = 4
 # integer powers up to this are printed as products (x*x*x), as JAX's integer_pow does
 _MAX_EXPANDED_POWER = 16
 
@@ -195,73 +189,11 @@ class Lowering:
 
 
 # ---------------------------------------------------------------------------- coupling
-@dataclasses.dataclass
-class _Coupling:
-    channels: list[sympy.Expr]  # history channels, expressions of the state symbols
-    sums: list[sympy.Expr]  # per-edge value of each sum, of nm_h<m>, state and parameters
-    values: dict[sympy.Symbol, sympy.Expr]  # c_pop<k> from nm_sum<s>, nm_rowsum, state
-
-    def inert(self) -> _Coupling:
-        """The same with ``Max``/``Min`` inert (see :class:`_Maximum`), for printing."""
-        return _Coupling(channels=[_inert(e) for e in self.channels],
-                         sums=[_inert(e) for e in self.sums],
-                         values={c: _inert(v) for c, v in self.values.items()})
-
-
-_ROWSUM = sympy.Symbol("nm_rowsum", real=True)
-
-
-def _sum_symbol(s: int) -> sympy.Symbol:
-    return sympy.Symbol(f"nm_sum{s}", real=True)
-
-
-def _delayed_symbol(m: int) -> sympy.Symbol:
-    return sympy.Symbol(f"nm_h{m}", real=True)
-
-
-def _channel_form(rule: CouplingRule):
-    """The separation of ``rule.pre`` into ``[(a, b), ...]`` that the history stores as
-    channels ``b``, or ``None`` to evaluate ``pre`` per edge: one channel, or a few when ``pre``
-    calls functions (a polynomial per edge costs less than several channel sums)."""
-    for pairs in rule.separations():
-        distinct = {b for _, b in pairs if b != 1}
-        if len(distinct) <= 1 or (rule.pre.atoms(sympy.Function) and
-                                  len(distinct) <= _MAX_CHANNELS_PER_TERM):
-            return pairs
-    return None
-
-
-def _coupling(coupling: CouplingProgram) -> _Coupling:
-    """The rules of ``coupling`` as history channels, per-edge sums and per-node values."""
-    result = _Coupling([], [], {})
-
-    def channel(expr):
-        if expr not in result.channels:
-            result.channels.append(expr)
-        return result.channels.index(expr)
-
-    def channel_sum(m):
-        value = _delayed_symbol(m)
-        if value not in result.sums:
-            result.sums.append(value)
-        return _sum_symbol(result.sums.index(value))
-
-    for rule in coupling.rules:
-        pairs = _channel_form(rule)
-        if pairs is not None:
-            summed = sympy.Integer(0)
-            for a, b in pairs:
-                if b == 1:
-                    summed += a * _ROWSUM
-                else:
-                    summed += a * channel_sum(channel(rule.at_source(b)))
-        else:
-            delayed = {d: _delayed_symbol(channel(symbol(source)))
-                       for d, source in zip(rule.delayed, rule.sources, strict=True)}
-            result.sums.append(rule.pre.xreplace(delayed))
-            summed = _sum_symbol(len(result.sums) - 1)
-        result.values[rule.output] = rule.post.xreplace({rule.summed: summed})
-    return result
+def _inert_coupling(coupling: ChannelCoupling) -> ChannelCoupling:
+    """The same with ``Max``/``Min`` inert (see :class:`_Maximum`), for printing."""
+    return ChannelCoupling(channels=[_inert(e) for e in coupling.channels],
+                           sums=[_inert(e) for e in coupling.sums],
+                           values={c: _inert(v) for c, v in coupling.values.items()})
 
 
 # ---------------------------------------------------------------------------- fingerprint
@@ -323,26 +255,26 @@ class _Lanes:
         return subs
 
 
-def _programs(plan: RunPlan) -> tuple[StepProgram, _Coupling]:
+def _programs(plan: RunPlan) -> tuple[StepProgram, ChannelCoupling]:
     """The step program, ``Max``/``Min`` inert for printing (see :class:`_Maximum`), and the
     live coupling in channel form, both with the fixed values substituted."""
     fixed = dict(plan.fixed_substitutions)
     program = step_program(plan.model, plan.integrator, plan.noise_std).substitute(fixed)
-    coupling = _coupling(coupling_program(plan.model).substitute(fixed).prune(program))
+    coupling = channel_coupling(coupling_program(plan.model).substitute(fixed).prune(program))
     program = dataclasses.replace(
         program, blocks=tuple(tuple((t, _inert(e)) for t, e in block) for block in program.blocks),
         outputs=tuple(_inert(e) for e in program.outputs))
     return program, coupling
 
 
-def _edge_function(coupling: _Coupling, lanes: _Lanes, printer) -> str:
+def _edge_function(coupling: ChannelCoupling, lanes: _Lanes, printer) -> str:
     """``nm_edge``: the sums plus the weight times each sum's per-edge value, every lane."""
     L = lanes.L
     outputs = []
     for s, per_edge in enumerate(coupling.sums):
         for p in range(L):
             subs = lanes.inputs(p)
-            subs.update({_delayed_symbol(m): _DELAYED[m * L + p]
+            subs.update({delayed_symbol(m): _DELAYED[m * L + p]
                          for m in range(len(coupling.channels))})
             outputs.append(_AsDtype(_ACC[s * L + p] + _WEIGHT * per_edge.xreplace(subs)))
     return function_source(
@@ -350,7 +282,7 @@ def _edge_function(coupling: _Coupling, lanes: _Lanes, printer) -> str:
         _padded(outputs), printer)
 
 
-def _node_function(program: StepProgram, coupling: _Coupling, lanes: _Lanes, printer) -> str:
+def _node_function(program: StepProgram, coupling: ChannelCoupling, lanes: _Lanes, printer) -> str:
     """``nm_node``: per lane, the coupling values from the sums, the step program, then the
     new state's channels; returns the new state then the channels, lane fastest."""
     L, state = lanes.L, lanes.state
@@ -361,7 +293,7 @@ def _node_function(program: StepProgram, coupling: _Coupling, lanes: _Lanes, pri
         renamed.update({c: sympy.Symbol(f"{c.name}_l{p}", real=True) for c in coupling.values})
         renamed.update({z: _NOISE[v * L + p] for v, z in enumerate(program.noise)})
         subs = lanes.inputs(p)
-        lane_sums = {_sum_symbol(s): _ACC[s * L + p] for s in range(len(coupling.sums))}
+        lane_sums = {sum_symbol(s): _ACC[s * L + p] for s in range(len(coupling.sums))}
         blocks.append(tuple((renamed[c], value.xreplace({**subs, **lane_sums}))
                             for c, value in coupling.values.items()))
         subs.update(renamed)
@@ -380,7 +312,7 @@ def _node_function(program: StepProgram, coupling: _Coupling, lanes: _Lanes, pri
     outputs += [_AsDtype(new_channels[p][m]) for m in range(len(coupling.channels))
                 for p in range(L)]
     return function_source(
-        "nm_node", [_X.symbol, _ACC.symbol, _NOISE.symbol, _Q.symbol, _ROWSUM], blocks, outputs,
+        "nm_node", [_X.symbol, _ACC.symbol, _NOISE.symbol, _Q.symbol, ROWSUM], blocks, outputs,
         printer)
 
 
@@ -396,7 +328,8 @@ def _record_function(exposure_outputs: list, lanes: _Lanes, printer) -> str:
                            printer)
 
 
-def _functions(plan: RunPlan, program: StepProgram, coupling: _Coupling, lanes: _Lanes) -> list:
+def _functions(plan: RunPlan, program: StepProgram, coupling: ChannelCoupling,
+               lanes: _Lanes) -> list:
     """The sources of the module's functions (see the module docstring)."""
     printer = NumbaPrinter(plan.dtype)
     L = lanes.L
@@ -419,7 +352,7 @@ def _functions(plan: RunPlan, program: StepProgram, coupling: _Coupling, lanes: 
     ]
 
 
-def _constants(plan: RunPlan, coupling: _Coupling, lanes: _Lanes, block_steps: int,
+def _constants(plan: RunPlan, coupling: ChannelCoupling, lanes: _Lanes, block_steps: int,
                coupled_states: tuple[int, ...]) -> dict[str, object]:
     """The module's ``NM_*`` sizes and flags, which the loops read as compile-time constants."""
     L = lanes.L
@@ -435,7 +368,7 @@ def _constants(plan: RunPlan, coupling: _Coupling, lanes: _Lanes, block_steps: i
         "NM_EXPOSURES": n_exposures,
         "NM_STOCHASTIC": plan.noise_std is not None,
         # every sum is a plain weighted sum of one history channel, in channel order
-        "NM_CHANNEL_SUMS": coupling.sums == [_delayed_symbol(m) for m in range(n_channels)],
+        "NM_CHANNEL_SUMS": coupling.plain_sums,
         "NM_COUPLED": len(coupled_states),
         "NM_COUPLED_STATES": coupled_states or (0,),
         # tuple lengths (at least 1, see the module docstring)
@@ -469,7 +402,7 @@ def lower(plan: RunPlan, lanes: int, *, header: str = "", block: int = 32) -> Lo
                    "# history channels: " + (", ".join(sympy.sstr(c) for c in coupling.channels)
                                              or "none")]
     source = "\n".join([header.rstrip("\n"), *description, _glue(constants)]).lstrip("\n")
-    source += "\n\n" + "\n\n".join(_functions(plan, program, coupling.inert(), tile))
+    source += "\n\n" + "\n\n".join(_functions(plan, program, _inert_coupling(coupling), tile))
     return Lowering(
         source=source,
         lanes=tile.L,
