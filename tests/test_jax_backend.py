@@ -507,3 +507,41 @@ def test_persistent_compilation_cache_under_the_cache_root(tmp_path, monkeypatch
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
     finally:
         jax.config.update("jax_compilation_cache_dir", previous)
+
+
+def test_cpu_runs_narrow_speed_groups_in_batches(jax_x64, monkeypatch):
+    """On the CPU an untraced call runs whole speed groups in batches of at most
+    ``CPU_BATCH_LANES`` lanes (one loop shape, so the equal batches share one compile), with
+    exactly the numbers of one batch; a group wider than that is one batch; a traced call is
+    one batch."""
+    from neuralmass.backends.jax import _simulator
+
+    calls = []
+    run_batch = _simulator._run_batch
+
+    def counted(simulator, shape, values, state, *args):
+        calls.append(state.shape[-1])
+        return run_batch(simulator, shape, values, state, *args)
+
+    monkeypatch.setattr(_simulator, "_run_batch", counted)
+    params = {"global_coupling": np.linspace(0.0, 0.4, 12),
+              "global_speed": np.tile([3.0, 6.0, 12.0, 4.0], 3)}  # 4 groups of 3 lanes
+    sim = make_simulator(nm.load_model("montbrio"), small_connectivity(), min_speed=3.0,
+                         n_steps=30, noise=1e-4, monitors="temporal_average:0.5")
+    monkeypatch.setattr(_simulator, "CPU_BATCH_LANES", 64)
+    whole = sim(params, mpr_state(), seed=5)
+    assert calls == [12]
+    calls.clear()
+    monkeypatch.setattr(_simulator, "CPU_BATCH_LANES", 6)
+    batched = sim(params, mpr_state(), seed=5)
+    assert calls == [6, 6]
+    for part, ref in zip(batched, whole, strict=True):
+        np.testing.assert_array_equal(part, ref)
+    calls.clear()
+    monkeypatch.setattr(_simulator, "CPU_BATCH_LANES", 2)  # narrower than a group of 3
+    sim(params, mpr_state(), seed=5)
+    assert calls == [3, 3, 3, 3]
+    calls.clear()
+    jax.jit(lambda g: sim({**params, "global_coupling": g}, mpr_state())[0])(
+        params["global_coupling"])
+    assert calls == [12]

@@ -9,7 +9,8 @@ contiguous sets per edge with an (nnz, G) delay table instead of P scattered val
 gather costs per slice); the caller's order is restored at the end. Samples are grouped in
 chunks under ``jax.checkpoint`` so that ``jax.grad`` stores O(√T) states, not T. A call
 whose arrays would not fit in memory (:mod:`._memory`) runs its lanes in batches, or is
-refused before anything is allocated. The noise is :mod:`neuralmass.random`'s Philox
+refused before anything is allocated; on the CPU narrow speed groups run in batches of
+:data:`CPU_BATCH_LANES` lanes anyway (faster there). The noise is :mod:`neuralmass.random`'s Philox
 stream, drawn in ``jax.numpy`` (the same numbers as the Numba and CUDA backends); it does not
 depend on the parameters, so gradients flow through the state as in a deterministic run.
 """
@@ -37,7 +38,16 @@ from ._lower import LoweredModel, lower
 from ._memory import lanes_per_batch
 from ._monitors import JaxMonitor, block_steps
 
-__all__ = ["Simulator", "SpeedGroups", "make_simulator", "speed_groups"]
+__all__ = ["CPU_BATCH_LANES", "Simulator", "SpeedGroups", "make_simulator", "speed_groups"]
+
+#: On the CPU, a call that is not traced runs its speed groups in batches of whole groups of at
+#: most this many lanes (one group when a group is wider): XLA's CPU gather costs per slice,
+#: more so the more groups one gather spans. Measured (1,024 sets at 32 speeds, groups of 32,
+#: × 1,000 steps, 2-core EPYC): Montbrió float32 1.3e5 set-steps/s in one batch, 3.2e5 in
+#: batches of 64 lanes (2.7e5 at 32, 1.8e5 at 128); Kuramoto 8.6e4 and 1.3e5; float64 Montbrió
+#: 4.7e4 and 9.9e4. One speed (one group of 1,024) gains nothing from splitting. A traced call
+#: keeps one batch (a program that does not grow with the sets).
+CPU_BATCH_LANES = 64
 
 
 def _philox_key(seed) -> jax.Array:
@@ -180,14 +190,17 @@ class Simulator(eqx.Module):
         table, speed_index = self._delay_table(params.get("global_speed"), n_sets)
         groups = speed_groups(speed_index)
         traced = any(isinstance(v, jax.core.Tracer) for v in (*values, state, history))
-        per_batch = lanes_per_batch(self, n_sets, groups, traced, self.loop_shape(table))
+        shape = self.loop_shape(table)  # one loop for every batch: one compile
+        per_batch = lanes_per_batch(self, n_sets, groups, traced, shape)
+        if not traced and jax.default_backend() == "cpu":
+            per_batch = min(per_batch, max(CPU_BATCH_LANES, groups.lanes.shape[1]))
         parts, computed = [], []
         for group_slice, lane_slice in groups.batches(per_batch):
             lanes = groups.lanes[group_slice, lane_slice].ravel()
             sets, keep = groups.kept(group_slice, lane_slice)
             delays = None if table is None else jnp.asarray(table[groups.rows[group_slice]].T)
             parts.append(_run_batch(
-                self, self.loop_shape(table, groups.rows[group_slice]),
+                self, shape,
                 tuple(v[lanes] if v.ndim == 1 else v for v in values), state[..., lanes],
                 None if history is None else history[..., lanes], key, delays,
                 jnp.asarray(set_offset + lanes, dtype=jnp.int32),
@@ -215,14 +228,13 @@ class Simulator(eqx.Module):
         """Loop samples run: up to the last sample of any monitor."""
         return max(m.n_samples * m.every for m in self.monitors) // self.every
 
-    def loop_shape(self, table=None, rows=None) -> LoopShape:
+    def loop_shape(self, table=None) -> LoopShape:
         """The loop's structure (:func:`._loop.loop_shape`) for the delays of ``table`` (S,
-        nnz) restricted to its ``rows`` (default all); ``table=None``: a traced speed."""
+        nnz); ``table=None``: a traced speed."""
         if table is None:
             return loop_shape(self.n_samples, self.every, None)
-        used = table if rows is None else table[rows]
         return loop_shape(self.n_samples, self.every,
-                          int(used.min()) if used.size else MAX_BLOCK)
+                          int(table.min()) if table.size else MAX_BLOCK)
 
     def _delay_table(self, speed, n_sets):
         """Integer delays computed in float64 NumPy (exactly as the other backends) when the
