@@ -68,7 +68,8 @@ def main() -> None:
         call()
         jax.profiler.stop_trace()
         (path,) = glob.glob(f"{trace}/**/*.trace.json.gz", recursive=True)
-        events = json.load(gzip.open(path))["traceEvents"]
+        with gzip.open(path) as trace_file:
+            events = json.load(trace_file)["traceEvents"]
     total, calls = collections.Counter(), collections.Counter()
     for event in events:
         name = event.get("name", "")

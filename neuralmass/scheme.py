@@ -27,7 +27,8 @@ One step advances the state ``x`` of every node from time ``t`` to ``t + dt``:
 lowers both (JAX, Numba, CUDA) — only the loops around them differ between backends.
 :func:`channel_coupling` rewrites the coupling so that the history holds *channels*
 (``sin θ`` and ``cos θ`` for Kuramoto's ``sin(θ_j - θ_i)``) and a step only sums them per edge;
-the Numba and JAX backends lower that form.
+the Numba backend lowers that form (JAX keeps the coupled variables: two channels would double
+its history, measured slower in ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -42,17 +43,22 @@ from .model import Model, symbol
 
 __all__ = [
     "INTEGRATORS",
+    "MAX_CHANNELS_PER_TERM",
+    "ROWSUM",
     "ChannelCoupling",
     "CouplingProgram",
     "CouplingRule",
     "Integrator",
     "StepProgram",
-    "coupling_program",
     "channel_coupling",
+    "channel_form",
+    "coupling_program",
+    "delayed_symbol",
     "get_integrator",
     "history_horizon",
     "history_length",
     "step_program",
+    "sum_symbol",
 ]
 
 

@@ -516,11 +516,12 @@ def test_cpu_runs_narrow_speed_groups_in_batches(jax_x64, monkeypatch):
     one batch."""
     from neuralmass.backends.jax import _simulator
 
-    calls = []
+    calls, shapes = [], set()
     run_batch = _simulator._run_batch
 
     def counted(simulator, shape, values, state, *args):
         calls.append(state.shape[-1])
+        shapes.add(shape)
         return run_batch(simulator, shape, values, state, *args)
 
     monkeypatch.setattr(_simulator, "_run_batch", counted)
@@ -534,7 +535,7 @@ def test_cpu_runs_narrow_speed_groups_in_batches(jax_x64, monkeypatch):
     calls.clear()
     monkeypatch.setattr(_simulator, "CPU_BATCH_LANES", 6)
     batched = sim(params, mpr_state(), seed=5)
-    assert calls == [6, 6]
+    assert calls == [6, 6] and len(shapes) == 1  # every batch the loop of the whole call
     for part, ref in zip(batched, whole, strict=True):
         np.testing.assert_array_equal(part, ref)
     calls.clear()
